@@ -1,0 +1,23 @@
+"""Front page and accounts."""
+
+from django.contrib.auth import login
+from django.contrib.auth.forms import UserCreationForm
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """The front page."""
+    return render(request, "chatapp/home.html")
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    """Create an account, log it in and go to the rooms."""
+    if request.user.is_authenticated:
+        return redirect("rooms:list")
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("rooms:list")
+    return render(request, "chatapp/signup.html", {"form": form})

@@ -1,0 +1,27 @@
+"""ASGI entry point: HTTP through Django, WebSockets through each app's routing."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
+# Initialise Django (app registry, settings) before importing anything that imports models:
+# the consumers imported by the routing modules below touch the ORM at import time.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+import rooms.routing  # noqa: E402
+
+websocket_urlpatterns = [*rooms.routing.websocket_urlpatterns]
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

@@ -1,0 +1,10 @@
+"""Project URLs: each app owns its own."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("rooms/", include("rooms.urls")),
+    path("", include("chatapp.urls")),
+]

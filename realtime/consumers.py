@@ -1,0 +1,174 @@
+"""A JSON WebSocket consumer that receives its groups' events through the process hub."""
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from .events import frame_dumps
+from .hub import get_hub
+
+logger = logging.getLogger(__name__)
+
+# Close codes (4000-4999 are the application's own).
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_SLOW = 4008
+
+
+class ClientError(Exception):
+    """A frame the client sent that the server refuses; answered with an error frame."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class TokenBucket:
+    """Allows ``rate`` actions per second with bursts of up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        """Spend one token if there is one."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class HubConsumer(AsyncWebsocketConsumer):
+    """Base consumer: JSON frames in, hub deliveries out through a bounded per-socket outbox.
+
+    Sockets get no channel of their own: the process hub receives each group event once and
+    queues the frame on every local socket's outbox, which one writer task drains in order.
+    """
+
+    # Not a configured alias: Channels then creates no per-socket channel (see module docs).
+    channel_layer_alias = "realtime.hub-only"
+
+    groups_joined: list[str]
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Route an ASGI message to its handler.
+
+        Channels closes stale database connections before every handler, a thread hop per
+        frame; the database work here runs in ``database_sync_to_async``, which does that itself.
+        """
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        """Called when a socket asks to connect."""
+        self.groups_joined = []
+        self.outbox: asyncio.Queue[tuple[int | None, str]] = asyncio.Queue(
+            maxsize=settings.CHAT_OUTBOX_LIMIT
+        )
+        # Live frames with a seq up to here were already sent by a catch-up; the highest seq
+        # written is kept to resync from after a gap in the live path.
+        self.skip_through = 0
+        self.last_seq = 0
+        self.writer: asyncio.Task[None] | None = None
+        self.closing = False
+        self.bucket = TokenBucket(settings.CHAT_RATE_PER_SECOND, settings.CHAT_RATE_BURST)
+        await super().websocket_connect(message)
+
+    async def join(self, group: str) -> None:
+        """Receive ``group``'s events from now on."""
+        await get_hub().subscribe(group, self)
+        self.groups_joined.append(group)
+
+    def start_writer(self) -> None:
+        """Begin writing queued frames to the socket."""
+        if self.writer is None:
+            self.writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                seq, frame = await self.outbox.get()
+                if seq is not None:
+                    if seq <= self.skip_through:
+                        continue
+                    self.last_seq = max(self.last_seq, seq)
+                await self.send(text_data=frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The socket went away under us; websocket_disconnect cleans up.
+            logger.debug("writer stopped", exc_info=True)
+
+    def deliver_frame(self, frame: str, seq: int | None) -> None:
+        """Queue a frame from the hub."""
+        self.enqueue(frame, seq)
+
+    def deliver_event(self, payload: dict[str, Any]) -> None:
+        """Queue an event from the hub rendered for this socket; subclasses override."""
+        self.enqueue(frame_dumps(payload))
+
+    def resync(self) -> None:
+        """Recover from lost hub events; subclasses override."""
+
+    def enqueue(self, frame: str, seq: int | None = None) -> None:
+        """Queue a frame, closing a socket that has fallen too far behind."""
+        if self.closing:
+            return
+        try:
+            self.outbox.put_nowait((seq, frame))
+        except asyncio.QueueFull:
+            # A socket that cannot keep up must not hold back the room or grow without bound;
+            # it reconnects with ?after=<seq> and catches up from the database.
+            logger.warning("closing a socket %d frames behind", self.outbox.qsize())
+            self.closing = True
+            asyncio.get_running_loop().create_task(self.close(code=CLOSE_TOO_SLOW))
+
+    async def send_json(self, payload: dict[str, Any]) -> None:
+        """Send one frame to this socket now."""
+        await self.send(text_data=frame_dumps(payload))
+
+    async def send_error(self, code: str, detail: str) -> None:
+        """Tell this socket what was wrong with its frame."""
+        await self.send_json({"type": "error", "code": code, "detail": detail})
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Called with each frame: parse it and hand it to ``receive_frame``."""
+        try:
+            if text_data is None:
+                raise ClientError("binary_frame", "Frames must be JSON text, not binary.")
+            try:
+                frame = orjson.loads(text_data)
+            except orjson.JSONDecodeError:
+                raise ClientError("invalid_json", "The frame is not valid JSON.") from None
+            if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+                raise ClientError("invalid_frame", 'A frame is a JSON object with a "type".')
+            await self.receive_frame(frame)
+        except ClientError as error:
+            await self.send_error(error.code, error.detail)
+
+    async def receive_frame(self, frame: dict[str, Any]) -> None:
+        """Handle one parsed frame; subclasses override."""
+        raise ClientError("unknown_type", f"Unknown frame type {frame['type']!r}.")
+
+    async def disconnect(self, code: int) -> None:
+        """Called when the socket closes: leave the hub and stop writing."""
+        self.closing = True
+        hub = get_hub()
+        for group in self.groups_joined:
+            await hub.unsubscribe(group, self)
+        self.groups_joined = []
+        if self.writer is not None:
+            self.writer.cancel()

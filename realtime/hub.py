@@ -1,0 +1,158 @@
+"""Per-process fan-out: each worker subscribes once per group and writes to its own sockets.
+
+The Channels tutorial gives every socket its own channel and has the layer deliver each message
+once per socket. Here a worker process joins each group with one channel of its own; a single
+reader task receives each event once and hands the already-serialised frame to every local
+socket in the group. The layer's work per message then grows with the number of processes, not
+with the number of sockets (the design of Centrifugo's node hub and Zulip's event queues).
+"""
+
+import asyncio
+import logging
+import random
+import weakref
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+# Group memberships expire in the layer (channels_redis drops them after ``group_expiry``, and a
+# restarted Redis forgets them at once), so each hub renews its own on this period.
+REFRESH_SECONDS = 15.0
+
+
+class Subscriber(Protocol):
+    """A local socket that receives a group's events."""
+
+    def deliver_frame(self, frame: str, seq: int | None) -> None:
+        """Queue a serialised frame for the socket."""
+
+    def deliver_event(self, payload: dict[str, Any]) -> None:
+        """Queue an event the socket renders for its own user."""
+
+    def resync(self) -> None:
+        """Recover from a gap in the live path (the hub lost events)."""
+
+
+class Hub:
+    """The fan-out of one event loop (one worker process)."""
+
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
+        self.groups: dict[str, set[Subscriber]] = {}
+        self._joined: dict[str, asyncio.Future[None]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._start_lock = asyncio.Lock()
+
+    async def _start(self) -> None:
+        async with self._start_lock:
+            if self.channel is None:
+                self.channel = await self.layer.new_channel(prefix="hub.")
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read(), name="realtime-hub-reader")
+            if self._refresher is None or self._refresher.done():
+                self._refresher = asyncio.create_task(self._refresh(), name="realtime-hub-refresh")
+
+    async def subscribe(self, group: str, subscriber: Subscriber) -> None:
+        """Add a socket to a group; returns once this process receives the group's events."""
+        await self._start()
+        members = self.groups.setdefault(group, set())
+        members.add(subscriber)
+        joined = self._joined.get(group)
+        if joined is None:
+            joined = asyncio.get_running_loop().create_future()
+            self._joined[group] = joined
+            try:
+                await self.layer.group_add(group, self.channel)
+            except BaseException as exc:
+                del self._joined[group]
+                members.discard(subscriber)
+                joined.set_exception(exc)
+                joined.exception()  # retrieved here, so nobody is warned about it
+                raise
+            joined.set_result(None)
+        else:
+            await asyncio.shield(joined)
+
+    async def unsubscribe(self, group: str, subscriber: Subscriber) -> None:
+        """Remove a socket; the process leaves the group with its last local socket."""
+        members = self.groups.get(group)
+        if members is None:
+            return
+        members.discard(subscriber)
+        if members:
+            return
+        del self.groups[group]
+        joined = self._joined.pop(group, None)
+        if joined is not None and joined.done() and not joined.exception():
+            try:
+                await self.layer.group_discard(group, self.channel)
+            except Exception:
+                logger.warning("could not leave group %s; it expires by itself", group)
+
+    def dispatch(self, message: dict[str, Any]) -> None:
+        """Hand one received event to every local subscriber of its group."""
+        members = self.groups.get(message.get("group", ""))
+        if not members:
+            return
+        kind = message.get("type")
+        for subscriber in tuple(members):
+            try:
+                if kind == "hub.frame":
+                    subscriber.deliver_frame(message["frame"], message.get("seq"))
+                elif kind == "hub.event":
+                    subscriber.deliver_event(message["payload"])
+            except Exception:
+                logger.exception("delivery to a subscriber failed")
+
+    async def _read(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The broker went away (e.g. Redis restarted). Events may have been lost and
+                # our memberships with them: back off, rejoin, and have every socket resync.
+                logger.warning("channel layer receive failed; retrying in %.1fs", delay)
+                await asyncio.sleep(delay + random.random() * delay)
+                delay = min(delay * 2, 5.0)
+                if await self._rejoin():
+                    self._resync_all()
+                continue
+            delay = 0.1
+            self.dispatch(message)
+
+    async def _rejoin(self) -> bool:
+        try:
+            for group in tuple(self.groups):
+                await self.layer.group_add(group, self.channel)
+        except Exception:
+            return False
+        return True
+
+    def _resync_all(self) -> None:
+        for members in tuple(self.groups.values()):
+            for subscriber in tuple(members):
+                subscriber.resync()
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            await self._rejoin()
+
+
+_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop (one per worker process; one per test loop)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub()
+    return hub

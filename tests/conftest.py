@@ -1,0 +1,78 @@
+"""Shared fixtures: users, rooms, session cookies and WebSocket connections."""
+
+from collections.abc import Awaitable, Callable
+from http.cookies import SimpleCookie
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from chatproject.asgi import application
+
+from .factories import room_make, user_create
+
+
+@pytest.fixture
+def alice(db):
+    return user_create("alice")
+
+
+@pytest.fixture
+def bob(db):
+    return user_create("bob")
+
+
+@pytest.fixture
+def room(db, alice):
+    return room_make("General", created_by=alice)
+
+
+def session_cookie(user) -> str:
+    """A real session for ``user``, as the login view would create it."""
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+Connect = Callable[..., Awaitable[WebsocketCommunicator]]
+
+
+@pytest.fixture
+async def connect():
+    """Open a room socket as a user (or anonymously) with a same-site Origin; closes at the end."""
+    opened: list[WebsocketCommunicator] = []
+
+    async def _connect(
+        path: str, user=None, origin: str = "http://localhost", expect_accept: bool = True
+    ) -> WebsocketCommunicator:
+        headers = [(b"host", b"localhost"), (b"origin", origin.encode())]
+        if user is not None:
+            cookie = await database_sync_to_async(session_cookie)(user)
+            headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
+        communicator = WebsocketCommunicator(application, path, headers=headers)
+        opened.append(communicator)
+        connected, _ = await communicator.connect(timeout=5)
+        if expect_accept:
+            assert connected, f"{path} refused the handshake"
+        communicator.accepted = connected
+        return communicator
+
+    yield _connect
+    for communicator in opened:
+        try:
+            await communicator.disconnect(timeout=2)
+        except Exception:
+            pass
+
+
+def cookie_header(user) -> str:
+    """``Cookie:`` header value carrying ``user``'s session."""
+    cookies = SimpleCookie()
+    cookies[settings.SESSION_COOKIE_NAME] = session_cookie(user)
+    return cookies.output(header="", attrs=[]).strip()
+
+
+__all__ = ["Connect", "cookie_header", "get_user_model", "session_cookie"]
