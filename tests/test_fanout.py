@@ -1,0 +1,66 @@
+"""The per-process hub: one layer subscription per group, every frame to every local socket."""
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.test import override_settings
+
+from realtime.events import room_group
+from realtime.hub import get_hub
+from rooms.services import message_create
+
+from .factories import user_create
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+async def test_a_process_joins_a_rooms_group_once_whatever_its_socket_count(connect, room):
+    users = [await database_sync_to_async(user_create)() for _ in range(5)]
+    sockets = [await connect(f"/ws/rooms/{room.slug}/", user) for user in users]
+    layer = get_channel_layer()
+    assert len(layer.groups[room_group(room.pk)]) == 1
+    for socket in sockets:
+        await socket.disconnect()
+    await asyncio.sleep(0.05)
+    assert room_group(room.pk) not in layer.groups
+
+
+async def test_a_burst_beyond_the_layers_default_capacity_reaches_every_socket(connect, room):
+    """The tutorial design loses messages past 100 queued per socket; this one loses none."""
+    users = [await database_sync_to_async(user_create)() for _ in range(30)]
+    sockets = [await connect(f"/ws/rooms/{room.slug}/", user) for user in users]
+
+    def burst() -> None:
+        for i in range(250):
+            message_create(room=room, author=users[0], body=f"burst {i}")
+
+    await database_sync_to_async(burst)()
+    for socket in sockets:
+        seqs = [json.loads(await socket.receive_from(timeout=5))["seq"] for _ in range(250)]
+        assert seqs == list(range(1, 251))
+
+
+@override_settings(CHAT_OUTBOX_LIMIT=5)
+async def test_a_socket_that_falls_behind_is_closed_without_holding_back_the_room(
+    connect, alice, bob, room
+):
+    slow = await connect(f"/ws/rooms/{room.slug}/", alice)
+    fast = await connect(f"/ws/rooms/{room.slug}/", bob)
+    # Stall alice's writer, as when a client stops reading and its TCP buffers fill.
+    stalled = next(c for c in get_hub().groups[room_group(room.pk)] if c.user == alice)
+    stalled.writer.cancel()
+    release = asyncio.Event()
+    stalled.writer = asyncio.create_task(release.wait())
+
+    def send_ten() -> None:
+        for i in range(10):
+            message_create(room=room, author=bob, body=f"m{i}")
+
+    await database_sync_to_async(send_ten)()
+    seqs = [json.loads(await fast.receive_from(timeout=5))["seq"] for _ in range(10)]
+    assert seqs == list(range(1, 11))
+    assert await slow.receive_output(timeout=2) == {"type": "websocket.close", "code": 4008}
+    release.set()
