@@ -86,14 +86,23 @@ WSGI_APPLICATION = "chatproject.wsgi.application"
 ASGI_APPLICATION = "chatproject.asgi.application"
 
 # Database: SQLite by default; DATABASE_URL (postgres://...) switches to PostgreSQL (psycopg 3).
+# Consumers reach the ORM through database_sync_to_async, which closes connections older than
+# CONN_MAX_AGE around every call: with 0, every chat message would open a new connection.
+# All ORM work of a process runs on one thread (thread_sensitive), so a process holds one.
+CONN_MAX_AGE = int(os.environ.get("CONN_MAX_AGE", "600"))
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True
+        )
+    }
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+            "CONN_MAX_AGE": CONN_MAX_AGE,
             "OPTIONS": {
                 # WAL lets readers run beside the writer; the busy timeout makes concurrent
                 # writers (several workers) wait for the lock instead of failing.

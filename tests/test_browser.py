@@ -61,7 +61,8 @@ def test_two_users_chat_live_and_history_survives_a_reload(server, browser):
     send(bob, "Hello Alice, coffee at 3?")
     alice.wait_for_selector("#messages li .body >> text=coffee at 3?")
     send(alice, "Sounds good ☕")
-    bob.wait_for_selector("#messages li .body >> text=Sounds good")
+    for page in (alice, bob):
+        page.wait_for_selector("#messages li .body >> text=Sounds good")
 
     expected = [
         "Hi Bob! <script>alert('x')</script>",
