@@ -8,6 +8,7 @@ with the number of sockets (the design of Centrifugo's node hub and Zulip's even
 """
 
 import asyncio
+import contextlib
 import logging
 import random
 import weakref
@@ -42,7 +43,8 @@ class Hub:
         self.layer = get_channel_layer()
         self.channel: str | None = None
         self.groups: dict[str, set[Subscriber]] = {}
-        self._joined: dict[str, asyncio.Future[None]] = {}
+        self._joined: set[str] = set()
+        self._locks: dict[str, list] = {}
         self._reader: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
@@ -56,42 +58,59 @@ class Hub:
             if self._refresher is None or self._refresher.done():
                 self._refresher = asyncio.create_task(self._refresh(), name="realtime-hub-refresh")
 
+    @contextlib.asynccontextmanager
+    async def _membership(self, group: str):
+        """Serialise joining and leaving one group, so a leave never overtakes a later join."""
+        entry = self._locks.get(group)
+        if entry is None:
+            entry = self._locks[group] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[group]
+
     async def subscribe(self, group: str, subscriber: Subscriber) -> None:
         """Add a socket to a group; returns once this process receives the group's events."""
         await self._start()
-        members = self.groups.setdefault(group, set())
-        members.add(subscriber)
-        joined = self._joined.get(group)
-        if joined is None:
-            joined = asyncio.get_running_loop().create_future()
-            self._joined[group] = joined
+        self.groups.setdefault(group, set()).add(subscriber)
+        async with self._membership(group):
+            if group in self._joined:
+                return
             try:
                 await self.layer.group_add(group, self.channel)
-            except BaseException as exc:
-                del self._joined[group]
-                members.discard(subscriber)
-                joined.set_exception(exc)
-                joined.exception()  # retrieved here, so nobody is warned about it
+            except BaseException:
+                self._forget(group, subscriber)
                 raise
-            joined.set_result(None)
-        else:
-            await asyncio.shield(joined)
+            self._joined.add(group)
 
     async def unsubscribe(self, group: str, subscriber: Subscriber) -> None:
         """Remove a socket; the process leaves the group with its last local socket."""
-        members = self.groups.get(group)
-        if members is None:
+        if not self._forget(group, subscriber):
             return
-        members.discard(subscriber)
-        if members:
-            return
-        del self.groups[group]
-        joined = self._joined.pop(group, None)
-        if joined is not None and joined.done() and not joined.exception():
+        async with self._membership(group):
+            # Someone may have subscribed again while we waited for the lock.
+            if group in self.groups or group not in self._joined:
+                return
+            self._joined.discard(group)
             try:
                 await self.layer.group_discard(group, self.channel)
             except Exception:
-                logger.warning("could not leave group %s; it expires by itself", group)
+                logger.warning("could not leave group %s; the membership expires by itself", group)
+
+    def _forget(self, group: str, subscriber: Subscriber) -> bool:
+        """Drop a local subscriber; True when it was the group's last one here."""
+        members = self.groups.get(group)
+        if members is None:
+            return False
+        members.discard(subscriber)
+        if members:
+            return False
+        del self.groups[group]
+        return True
 
     def dispatch(self, message: dict[str, Any]) -> None:
         """Hand one received event to every local subscriber of its group."""
@@ -129,7 +148,7 @@ class Hub:
 
     async def _rejoin(self) -> bool:
         try:
-            for group in tuple(self.groups):
+            for group in tuple(self._joined):
                 await self.layer.group_add(group, self.channel)
         except Exception:
             return False

@@ -5,11 +5,11 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.test import override_settings
 
 from realtime.events import room_group
-from realtime.hub import get_hub
+from realtime.hub import Hub, get_hub
 from rooms.services import message_create
 
 from .factories import user_create
@@ -64,3 +64,38 @@ async def test_a_socket_that_falls_behind_is_closed_without_holding_back_the_roo
     assert seqs == list(range(1, 11))
     assert await slow.receive_output(timeout=2) == {"type": "websocket.close", "code": 4008}
     release.set()
+
+
+class SlowLeaveLayer(InMemoryChannelLayer):
+    """An in-memory layer whose group_discard takes a while, as a network round trip does."""
+
+    async def group_discard(self, group, channel):
+        await asyncio.sleep(0.05)
+        await super().group_discard(group, channel)
+
+
+class Listener:
+    def deliver_frame(self, frame, seq):
+        pass
+
+    def deliver_event(self, payload):
+        pass
+
+    def resync(self):
+        pass
+
+
+async def test_a_leave_never_overtakes_a_later_join_of_the_same_group():
+    hub = Hub()
+    hub.layer = SlowLeaveLayer()
+    first, second = Listener(), Listener()
+    await hub.subscribe("room-1", first)
+    leaving = asyncio.create_task(hub.unsubscribe("room-1", first))
+    await asyncio.sleep(0)
+    await hub.subscribe("room-1", second)
+    await leaving
+    assert hub.layer.groups["room-1"].keys() == {hub.channel}
+    await hub.unsubscribe("room-1", second)
+    assert "room-1" not in hub.layer.groups
+    hub._reader.cancel()
+    hub._refresher.cancel()
