@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "realtime",
     "chatapp",
     "rooms",
+    "notifications",
 ]
 
 MIDDLEWARE = [

@@ -6,5 +6,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("rooms/", include("rooms.urls")),
+    path("notifications/", include("notifications.urls")),
     path("", include("chatapp.urls")),
 ]

@@ -5,7 +5,10 @@ was rolled back. Each event carries the frame already serialised once, and goes 
 members are worker processes (see ``realtime.hub``), not individual sockets.
 """
 
+import asyncio
 import logging
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -53,3 +56,32 @@ def event_broadcast(group: str, payload: dict[str, Any]) -> None:
     """Send an event that each socket renders for its own user, after commit."""
     event = {"type": "hub.event", "group": group, "payload": payload}
     transaction.on_commit(lambda: _send(group, event))
+
+
+def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+async def _send_many(groups: list[str], event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    await asyncio.gather(*(layer.group_send(group, {**event, "group": group}) for group in groups))
+
+
+def event_send_each(groups: Iterable[str], payload: dict[str, Any], *, batch: int = 500) -> None:
+    """Send one event to each of many groups (one per user), after commit.
+
+    ``groups`` is read only after commit, so it may be a generator that pages through the
+    database; each batch of groups costs one trip into the event loop.
+    """
+    event = {"type": "hub.event", "payload": payload}
+
+    def send_all() -> None:
+        for chunk in _batches(groups, batch):
+            try:
+                async_to_sync(_send_many)(chunk, event)
+            except Exception:
+                logger.exception("group_send to %d groups failed; clients resync", len(chunk))
+
+    transaction.on_commit(send_all)

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from notifications.consumers import NotificationsMixin
 from realtime.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, ClientError, HubConsumer
 from realtime.events import room_group
 
@@ -39,8 +40,8 @@ def _parse_seq(value: Any) -> int:
     return value
 
 
-class RoomConsumer(HubConsumer):
-    """One user's socket in one room."""
+class RoomConsumer(NotificationsMixin, HubConsumer):
+    """One user's socket in one room; it also carries the user's notifications."""
 
     async def connect(self) -> None:
         """Called when the socket opens: check who and where, join, then catch up."""
@@ -66,6 +67,8 @@ class RoomConsumer(HubConsumer):
         if "after" in query:
             self.skip_through = await self.send_history(after)
         self.start_writer()
+        # After the writer starts, so loading the unread count never holds back the chat.
+        await self.notifications_join()
 
     async def send_history(self, after: int) -> int:
         """Send the stored messages after ``after`` (capped) and a ``synced`` frame.
@@ -109,5 +112,6 @@ class RoomConsumer(HubConsumer):
 
     def resync(self) -> None:
         """Send whatever was stored after the last seq this socket got."""
+        super().resync()
         if not self.closing:
             asyncio.get_running_loop().create_task(self.send_history(self.last_seq))

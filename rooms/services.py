@@ -6,6 +6,8 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
+from notifications.services import mentions_notify
+
 from . import events
 from .models import Message, Room
 
@@ -45,4 +47,6 @@ def message_create(*, room: Room, author: AbstractBaseUser, body: str) -> Messag
         seq = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
         message = Message.objects.create(room=room, author=author, seq=seq, body=body, created=now)
         events.message_created(message)
+        if "@" in body:  # keeps the hot path free of mention work
+            mentions_notify(message)
     return message

@@ -1,0 +1,135 @@
+"""Receiving notifications on a socket: a mixin for any page's socket, and ``/ws/notifications/``.
+
+Each socket keeps its user's unread count, loaded once at connect, and adds one for each new
+notification it is handed, so a broadcast to every connected user costs no query per socket.
+"""
+
+import asyncio
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from realtime.consumers import CLOSE_UNAUTHENTICATED, HubConsumer
+from realtime.events import EVERYONE_GROUP, frame_dumps, user_group
+
+from . import events, selectors
+
+# Ids of notifications counted live since the last snapshot; a snapshot drops those it
+# includes, so the set only holds what arrived since the last connect or mark-read.
+RECENT_LIMIT = 1000
+
+
+@database_sync_to_async
+def _unread_snapshot(user_id: int) -> tuple[int, int]:
+    return selectors.unread_snapshot(user_id=user_id)
+
+
+class NotificationsMixin:
+    """Adds a user's notifications to a ``HubConsumer``: call ``notifications_join`` on connect.
+
+    The unread count is right across the race between joining and loading it: ``through`` is
+    the highest notification id the loaded count includes, events that arrive while it loads
+    wait, and a notification id at or below ``through`` is never counted twice.
+    """
+
+    unread = 0
+    unread_through = 0
+    unread_recent: frozenset[int] | set[int] = frozenset()
+    notifications_waiting: list[dict[str, Any]] | None = None
+    notifications_joined = False
+
+    async def notifications_join(self) -> None:
+        """Receive this user's notifications and load the unread count."""
+        self.unread = 0
+        self.unread_through = 0
+        self.unread_recent: set[int] = set()
+        self.notifications_waiting = []
+        self.notifications_joined = True
+        await self.join(user_group(self.user.pk))
+        await self.join(EVERYONE_GROUP)
+        await self.notifications_snapshot()
+
+    async def notifications_snapshot(self) -> None:
+        """(Re)load the unread count, then handle what arrived meanwhile."""
+        if self.notifications_waiting is None:
+            self.notifications_waiting = []
+        unread, through = await _unread_snapshot(self.user.pk)
+        self._unread_set(unread, through)
+        waiting, self.notifications_waiting = self.notifications_waiting, None
+        for payload in waiting:
+            if payload.get("type") == events.READ:
+                # Read before the count was loaded, so already in it: only pass the news on.
+                self.enqueue(self._read_frame(payload))
+            else:
+                self.deliver_event(payload)
+
+    def _unread_set(self, unread: int, through: int) -> None:
+        self.unread_recent = {i for i in self.unread_recent if i > through}
+        self.unread = unread + len(self.unread_recent)
+        self.unread_through = max(through, 0)
+
+    def _read_frame(self, payload: dict[str, Any]) -> str:
+        return frame_dumps({"type": events.READ, "ids": payload["ids"], "unread": self.unread})
+
+    def unread_frame(self) -> str:
+        """The frame that tells a client its user's unread count."""
+        return frame_dumps({"type": events.UNREAD, "unread": self.unread})
+
+    def deliver_event(self, payload: dict[str, Any]) -> None:
+        """Render a notification event for this socket's user (called by the hub)."""
+        kind = payload.get("type")
+        if kind == events.NOTIFICATION:
+            user_max = payload.get("user_max")
+            if user_max is not None and self.user.pk > user_max:
+                return  # signed up after an "everyone" send went out: not a recipient
+            if self.notifications_waiting is not None:
+                self.notifications_waiting.append(payload)
+                return
+            notification_id = payload["id"]
+            if notification_id > self.unread_through and notification_id not in self.unread_recent:
+                if len(self.unread_recent) >= RECENT_LIMIT:
+                    # Far behind: fold the live ids into a fresh count from the database.
+                    self.unread_recent.clear()
+                    self.unread_through = notification_id
+                    asyncio.get_running_loop().create_task(self._resnapshot())
+                self.unread_recent.add(notification_id)
+                self.unread += 1
+            self.enqueue(events.notification_frame(payload["head"], self.unread))
+        elif kind == events.READ:
+            if self.notifications_waiting is not None:
+                self.notifications_waiting.append(payload)
+                return
+            self._unread_set(payload["unread"], payload["through"])
+            self.enqueue(self._read_frame(payload))
+        else:
+            super().deliver_event(payload)  # type: ignore[misc]
+
+    async def _resnapshot(self) -> None:
+        await self.notifications_snapshot()
+        self.enqueue(self.unread_frame())
+
+    def resync(self) -> None:
+        """After lost hub events, reload the count and tell the client."""
+        super().resync()  # type: ignore[misc]
+        if self.notifications_joined and not self.closing:
+            asyncio.get_running_loop().create_task(self._resnapshot())
+
+
+class NotificationConsumer(NotificationsMixin, HubConsumer):
+    """``/ws/notifications/``: the socket of pages that have no room socket.
+
+    Server → client only: ``notification.unread`` on connect, then ``notification`` and
+    ``notification.read`` frames (docs/notifications.md).
+    """
+
+    async def connect(self) -> None:
+        """Called when the socket opens: check the user, join, send the unread count."""
+        self.user = self.scope["user"]
+        await self.accept()
+        if not self.user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await self.notifications_join()
+        # Queued behind anything already delivered, so the client's count ends up current.
+        self.enqueue(self.unread_frame())
+        self.start_writer()

@@ -1,0 +1,28 @@
+"""Reads of notifications."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Max, QuerySet
+
+from .models import Delivery
+
+
+def unread_snapshot(*, user_id: int) -> tuple[int, int]:
+    """A user's unread count and the highest notification id that count takes into account."""
+    deliveries = Delivery.objects.filter(user_id=user_id)
+    unread = deliveries.filter(read_at__isnull=True).count()
+    through = deliveries.aggregate(through=Max("notification_id"))["through"] or 0
+    return unread, through
+
+
+def unread_count(*, user: AbstractBaseUser) -> int:
+    """How many of ``user``'s notifications are unread."""
+    return Delivery.objects.filter(user=user, read_at__isnull=True).count()
+
+
+def deliveries_of(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
+    """A user's notifications, newest first."""
+    return (
+        Delivery.objects.filter(user=user)
+        .select_related("notification")
+        .order_by("-notification_id")
+    )
