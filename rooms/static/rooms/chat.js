@@ -43,6 +43,7 @@
     const item = document.createElement("li");
     item.className = "message" + (msg.user === config.username ? " own" : "");
     item.dataset.seq = String(msg.seq);
+    item.id = "message-" + msg.seq;
     const author = document.createElement("span");
     author.className = "author";
     author.textContent = msg.user;
@@ -124,6 +125,7 @@
     socket.addEventListener("open", function () {
       attempt = 0;
       setStatus("open", "Connected");
+      document.dispatchEvent(new CustomEvent("chat:open"));
       flushPending();
     });
     socket.addEventListener("message", function (event) {
@@ -134,6 +136,8 @@
         return;
       }
       onFrame(frame);
+      // Other scripts of the page (the notifications bell) share this socket.
+      document.dispatchEvent(new CustomEvent("chat:frame", { detail: frame }));
     });
     socket.addEventListener("close", function (event) {
       socket = null;
