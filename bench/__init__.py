@@ -1,0 +1,1 @@
+"""Benchmark suite: load generator, reference servers, scenarios and the runner."""

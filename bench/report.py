@@ -1,0 +1,184 @@
+"""Turn a run's JSON into a Markdown table, the issue's ratios and a p99-versus-load plot."""
+
+from pathlib import Path
+from typing import Any
+
+from .scenarios import P99_LIMIT_MS
+
+# (product target, reference target, scenario, what, bound): the ratios the issue asks for.
+RATIOS = [
+    ("product-embedded", "asgi", "S2", "sustained deliveries/s", ">= 0.5"),
+    ("product-embedded", "tutorial-memory", "S2", "sustained deliveries/s", ">= 10"),
+    ("product-prod", "tutorial-redis", "S2", "sustained deliveries/s", ">= 5"),
+    ("product-embedded", "asgi", "S1", "p99 latency", "<= 2"),
+    ("product-prod", "asgi", "S1", "p99 latency", "<= 2"),
+    ("product-embedded", "asgi", "S3", "RSS per connection", "<= 1.3"),
+    ("product-prod", "asgi", "S3", "RSS per connection", "<= 1.3"),
+]
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _best(scenario: dict[str, Any] | None) -> dict[str, Any] | None:
+    return scenario.get("best") if scenario else None
+
+
+def _metric(results: dict[str, Any], target: str, scenario: str, what: str) -> float | None:
+    data = results["targets"].get(target, {}).get(scenario)
+    if not data or "error" in data:
+        return None
+    if what == "sustained deliveries/s":
+        best = _best(data)
+        return best["deliveries_per_s"] if best else 0.0
+    if what == "p99 latency":
+        return data["latency_ms"]["p99"] if data["loss_pct"] == 0 else None
+    if what == "RSS per connection":
+        return data["rss_per_conn_kib"]
+    raise ValueError(what)
+
+
+def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's target ratios that this run can compute."""
+    rows = []
+    for product, reference, scenario, what, bound in RATIOS:
+        mine = _metric(results, product, scenario, what)
+        theirs = _metric(results, reference, scenario, what)
+        if mine is None or not theirs:
+            continue
+        ratio = mine / theirs
+        limit = float(bound.split()[1])
+        met = ratio >= limit if bound.startswith(">=") else ratio <= limit
+        rows.append(
+            {
+                "product": product,
+                "reference": reference,
+                "scenario": scenario,
+                "what": what,
+                "ratio": ratio,
+                "bound": bound,
+                "met": met,
+            }
+        )
+    return rows
+
+
+def _row(name: str, data: dict[str, Any]) -> str:
+    s1, s2, s3, s4 = (data.get(k) or {} for k in ("S1", "S2", "S3", "S4"))
+    cells = [name]
+    if s1 and "error" not in s1:
+        lat = s1["latency_ms"]
+        cells += [
+            _fmt(s1["deliveries_per_s"]),
+            _fmt(s1["loss_pct"], 2),
+            f"{lat['p50']:.1f} / {lat['p99']:.1f}",
+        ]
+    else:
+        cells += ["-", "-", "-"]
+    best2 = _best(s2)
+    if best2:
+        cells += [
+            _fmt(best2["deliveries_per_s"]),
+            _fmt(best2["latency_ms"]["p99"], 1),
+            f"{best2['server_cpu_pct']:.0f} / {best2['loadgen_cpu_pct']:.0f}",
+        ]
+    else:
+        cells += ["0" if s2.get("steps") else "-", "-", "-"]
+    if s3 and "error" not in s3:
+        conns = s3["connections"]
+        cells += [f"{conns['opened']:,} / {conns['attempted']:,}", _fmt(s3["rss_per_conn_kib"], 1)]
+    else:
+        cells += ["-", "-"]
+    best4 = _best(s4)
+    if best4:
+        stored = best4.get("stored_per_s")
+        cells += [_fmt(best4["messages_per_s"]), _fmt(stored) if stored is not None else "n/a"]
+    else:
+        cells += ["0" if s4.get("steps") else "-", "-"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The run as a Markdown document: machine, table, ratios, notes."""
+    machine = results["machine"]
+    lines = [
+        f"# Benchmark run {results['started']}",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']:.0f} GB, "
+        f"Python {machine['python']}, {machine['kernel']}. Mode: "
+        f"{'quick' if results['quick'] else 'full'}; load generator in "
+        f"{results['timing']['procs']} processes on the same machine.",
+        "",
+        "| target | S1 deliveries/s | S1 loss % | S1 p50 / p99 ms | S2 sustained deliveries/s "
+        "| S2 p99 ms | S2 server / loadgen CPU % | S3 open / tried | S3 RSS KiB per conn "
+        "| S4 sustained msgs/s | S4 stored msgs/s |",
+        "|---" * 11 + "|",
+    ]
+    for name, data in results["targets"].items():
+        lines.append(_row(name, data))
+    lines += [
+        "",
+        f"Sustained: 0 % loss and p99 under {P99_LIMIT_MS:.0f} ms, at the highest step that met "
+        "both. CPU % is of one core, summed over processes (200 % is the whole machine).",
+    ]
+    errors = {n: d["error"] for n, d in results["targets"].items() if "error" in d}
+    errors |= {
+        f"{n} {s}": d[s]["error"]
+        for n, d in results["targets"].items()
+        for s in ("S1", "S2", "S3", "S4")
+        if isinstance(d.get(s), dict) and "error" in d[s]
+    }
+    if errors:
+        lines += ["", "Errors:", ""] + [f"- {k}: {v}" for k, v in errors.items()]
+    rows = ratios(results)
+    if rows:
+        lines += ["", "| ratio | scenario | measured | target | met |", "|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(
+                f"| {r['product']} / {r['reference']} {r['what']} | {r['scenario']} "
+                f"| {r['ratio']:.2f} | {r['bound']} | {'yes' if r['met'] else 'no'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> bool:
+    """Draw p99 latency against offered deliveries/s (S2 steps) per target; False if no data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    drawn = False
+    for name, data in results["targets"].items():
+        steps = (data.get("S2") or {}).get("steps") or []
+        points = sorted(
+            (s["offered_deliveries_per_s"], max(s["latency_ms"]["p99"], 0.1), s["loss_pct"])
+            for s in steps
+        )
+        if not points:
+            continue
+        xs, ys, _ = zip(*points, strict=True)
+        ax.plot(xs, ys, marker="o", label=name)
+        lossy = [(x, y) for x, y, loss in points if loss > 0]
+        if lossy:
+            ax.scatter(*zip(*lossy, strict=True), s=90, facecolors="none", edgecolors="red", lw=1.5)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.axhline(P99_LIMIT_MS, color="grey", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered deliveries/s (S2: 200 clients, 20 senders)")
+    ax.set_ylabel("p99 end-to-end latency, ms")
+    ax.set_title("Fan-out: p99 latency against load (red rings: messages lost)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True

@@ -1,0 +1,139 @@
+"""Run the scenarios against the targets and write JSON, Markdown and a plot to bench/results/.
+
+python -m bench.run [--targets asgi tutorial-memory ...] [--scenarios S1 S2 ...] [--quick]
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .report import markdown, plot
+from .scenarios import FULL, QUICK, SCENARIOS, Timing
+from .system import raise_nofile
+from .targets import TARGETS
+
+logger = logging.getLogger("bench")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PACKAGES = ["Django", "channels", "channels-redis", "uvicorn", "websockets", "uvloop", "orjson"]
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    redis = shutil.which("redis-server")
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": memory,
+        "python": platform.python_version(),
+        "kernel": f"{platform.system()} {platform.release()}",
+        "packages": versions,
+        "redis_server": bool(redis),
+    }
+
+
+def run_target(name: str, scenarios: list[str], timing: Timing, log_dir: Path) -> dict[str, Any]:
+    """Start one target, run the scenarios on a fresh server process each, and stop it."""
+    out: dict[str, Any] = {}
+    started = time.monotonic()
+    try:
+        with TARGETS[name](timing.needs(), log_dir) as running:
+            out["setup_s"] = time.monotonic() - started
+            out["workers"] = running.workers
+            for index, scenario in enumerate(scenarios):
+                if index:
+                    running.restart()
+                logger.info("%s: %s", name, scenario)
+                begun = time.monotonic()
+                try:
+                    out[scenario] = SCENARIOS[scenario](running, timing)
+                except Exception as exc:
+                    logger.exception("%s %s failed", name, scenario)
+                    out[scenario] = {"error": f"{type(exc).__name__}: {exc}"}
+                out[scenario]["elapsed_s"] = time.monotonic() - begun
+                if not running.server.alive():
+                    raise RuntimeError(f"{name} server died; see {running.server.log_path}")
+    except Exception as exc:
+        logger.error("%s failed: %s", name, exc)
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        out["traceback"] = traceback.format_exc()
+    out["elapsed_s"] = time.monotonic() - started
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS))
+    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument("--quick", action="store_true", help="short steps, for a smoke test")
+    parser.add_argument("--duration", type=float, help="seconds of sending per step")
+    parser.add_argument("--s3-clients", type=int, help="idle sockets in S3 (default 5000)")
+    parser.add_argument("--procs", type=int, help="load-generator processes (default 2)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    timing = QUICK if args.quick else FULL
+    overrides = {"duration": args.duration, "s3_clients": args.s3_clients, "procs": args.procs}
+    timing = dataclasses.replace(timing, **{k: v for k, v in overrides.items() if v is not None})
+    raise_nofile()  # every server and load-generator process inherits the raised limit
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_dir = args.out / "logs" / stamp
+    results: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "timing": dataclasses.asdict(timing),
+        "machine": machine(),
+        "targets": {},
+    }
+    begun = time.monotonic()
+    for name in args.targets:
+        logger.info("target %s", name)
+        results["targets"][name] = run_target(name, args.scenarios, timing, log_dir)
+    results["elapsed_s"] = time.monotonic() - begun
+
+    base = args.out / f"run-{stamp}"
+    base.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    table = markdown(results)
+    base.with_suffix(".md").write_text(table)
+    plotted = plot(results, base.with_suffix(".png"))
+    for suffix in (".json", ".md", ".png"):
+        if suffix != ".png" or plotted:
+            shutil.copyfile(base.with_suffix(suffix), args.out / f"latest{suffix}")
+    sys.stdout.write(table)
+    logger.info(
+        "wrote %s.{json,md%s} in %.0fs", base, ",png" if plotted else "", results["elapsed_s"]
+    )
+    return 1 if any("error" in t for t in results["targets"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

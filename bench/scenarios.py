@@ -1,0 +1,210 @@
+"""The four scenarios (S1-S4), each a function of a running target and the run's timing."""
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .loadgen import Client, Config, LoadRun, Phase, room_clients
+from .server import Service
+from .system import Usage
+from .targets import Needs, Running
+
+logger = logging.getLogger(__name__)
+
+# A step "sustains" its load when nothing is lost and p99 stays under this.
+P99_LIMIT_MS = 250.0
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Sizes and durations of a run; ``QUICK`` is a smoke test, ``FULL`` the real thing."""
+
+    duration: float = 6.0  # seconds of sending per step, warm-up included
+    warmup: float = 1.0
+    drain: float = 1.5
+    s1_clients: int = 500
+    s1_senders: int = 5
+    s1_rate: float = 4.0
+    s2_clients: int = 200
+    s2_senders: int = 20
+    s2_rates: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64)
+    s3_clients: int = 5000
+    s3_room_size: int = 100
+    s3_rate: float = 2.0
+    s4_rooms: int = 500
+    s4_room_size: int = 4
+    s4_rates: tuple[float, ...] = (0.25, 0.5, 1, 2, 4, 8)
+    refine: int = 2  # bisection steps between the last good and the first bad rate
+    procs: int = 2  # load-generator processes
+
+    def needs(self) -> Needs:
+        """Users and rooms a target must have for every scenario."""
+        users = max(self.s1_clients, self.s2_clients, self.s3_clients)
+        users = max(users, self.s4_rooms * self.s4_room_size)
+        rooms = max(self.s4_rooms, -(-self.s3_clients // self.s3_room_size))
+        return Needs(users=users, rooms=rooms)
+
+
+FULL = Timing()
+QUICK = Timing(duration=3.0, warmup=0.5, drain=1.0, refine=0, s2_rates=(2, 8, 32), s4_rates=(1, 4))
+
+
+def _config(running: Running, timing: Timing) -> Config:
+    return Config(procs=timing.procs, origin=running.base_url)
+
+
+def wait_idle(services: list[Service], timeout: float = 15.0, busy: float = 0.05) -> float:
+    """Wait until the services use under ``busy`` of a core (a backlog has drained)."""
+    started = time.monotonic()
+    last = sum(s.usage().cpu_s for s in services)
+    while time.monotonic() - started < timeout:
+        time.sleep(0.25)
+        now = sum(s.usage().cpu_s for s in services)
+        if now - last < busy * 0.25:
+            break
+        last = now
+    return time.monotonic() - started
+
+
+def measured_phase(run: LoadRun, running: Running, phase: Phase) -> dict[str, Any]:
+    """Run a phase and add the server's (and its services') CPU and RSS beside the client's."""
+    stored_before = running.messages_stored()
+    processes = [running.server, *running.services]
+    samples: dict[str, tuple[float, list[Usage]]] = {}
+
+    def probe(moment: str) -> None:
+        samples[moment] = (time.monotonic(), [p.usage() for p in processes])
+
+    result = run.run_phase(phase, probe)
+    (t0, before), (t1, after) = samples["begin"], samples["end"]
+    cpu = [100.0 * (a.cpu_s - b.cpu_s) / (t1 - t0) for a, b in zip(after, before, strict=True)]
+    result["server_cpu_pct"] = cpu[0]
+    result["services_cpu_pct"] = {p.name: c for p, c in zip(processes[1:], cpu[1:], strict=True)}
+    result["server_rss_mb"] = after[0].rss_bytes / 2**20
+    if stored_before is not None:
+        stored = (running.messages_stored() or 0) - stored_before
+        result["messages_stored"] = stored
+        result["stored_per_s"] = stored / phase.duration
+    result["sustained"] = result["loss_pct"] == 0 and result["latency_ms"]["p99"] < P99_LIMIT_MS
+    return result
+
+
+def warm_up(running: Running, timing: Timing) -> None:
+    """One short exchange on a fresh server, so lazy imports are done before measuring."""
+    clients = room_clients(running.ws_pattern, running.room_slugs(1), 2, 1, running.headers_for)
+    with LoadRun(clients, Config(procs=1, origin=running.base_url)) as run:
+        run.run_phase(Phase(rate=5, duration=0.6, warmup=0, drain=0.3))
+
+
+def _ladder(run: LoadRun, running: Running, timing: Timing, rates: tuple[float, ...]) -> dict:
+    """Step the rate up until a step fails, then bisect; report every step and the best."""
+    steps: list[dict[str, Any]] = []
+
+    def step(rate: float) -> bool:
+        wait_idle([running.server, *running.services])
+        phase = Phase(rate=rate, duration=timing.duration, warmup=timing.warmup, drain=timing.drain)
+        result = measured_phase(run, running, phase)
+        steps.append(result)
+        logger.info(
+            "%s rate %.2f: %.0f/%.0f deliveries/s, loss %.2f%%, p99 %.1f ms",
+            running.name,
+            rate,
+            result["deliveries_per_s"],
+            result["offered_deliveries_per_s"],
+            result["loss_pct"],
+            result["latency_ms"]["p99"],
+        )
+        return result["sustained"]
+
+    good: float | None = None
+    bad: float | None = None
+    for rate in rates:
+        if step(rate):
+            good = rate
+        else:
+            bad = rate
+            break
+    if good is None and bad is not None:
+        good_try = bad / 4
+        if step(good_try):
+            good = good_try
+    for _ in range(timing.refine if good is not None and bad is not None else 0):
+        middle = (good + bad) / 2  # type: ignore[operator]
+        if step(middle):
+            good = middle
+        else:
+            bad = middle
+    sustained = [s for s in steps if s["sustained"]]
+    best = max(sustained, key=lambda s: s["deliveries_per_s"]) if sustained else None
+    return {"steps": steps, "best": best}
+
+
+def s1_big_room(running: Running, timing: Timing) -> dict[str, Any]:
+    """S1: one room of 500 clients, 5 of them sending 4 messages/s each."""
+    warm_up(running, timing)
+    room = running.room_slugs(1)
+    clients = room_clients(
+        running.ws_pattern, room, timing.s1_clients, timing.s1_senders, running.headers_for
+    )
+    phase = Phase(timing.s1_rate, timing.duration, timing.warmup, timing.drain)
+    with LoadRun(clients, _config(running, timing)) as run:
+        return measured_phase(run, running, phase)
+
+
+def s2_saturation(running: Running, timing: Timing) -> dict[str, Any]:
+    """S2: 200 clients in one room, 20 senders, stepping the rate up to find the sustained most."""
+    warm_up(running, timing)
+    room = running.room_slugs(1)
+    clients = room_clients(
+        running.ws_pattern, room, timing.s2_clients, timing.s2_senders, running.headers_for
+    )
+    with LoadRun(clients, _config(running, timing)) as run:
+        return _ladder(run, running, timing, timing.s2_rates)
+
+
+def s3_idle(running: Running, timing: Timing) -> dict[str, Any]:
+    """S3: many idle sockets in rooms of 100, one sender: connect success and RSS per socket."""
+    warm_up(running, timing)
+    wait_idle([running.server])
+    base = running.server.usage()
+    size = timing.s3_room_size
+    rooms = running.room_slugs(-(-timing.s3_clients // size))
+    clients = [
+        Client(
+            running.ws_pattern.format(room=rooms[i // size]),
+            rooms[i // size],
+            sender=i == 0,
+            headers=tuple(running.headers_for(i)),
+        )
+        for i in range(timing.s3_clients)
+    ]
+    with LoadRun(clients, _config(running, timing)) as run:
+        wait_idle([running.server])
+        held = running.server.usage()
+        phase = Phase(timing.s3_rate, timing.duration, timing.warmup, timing.drain)
+        result = measured_phase(run, running, phase)
+    opened = result["connections"]["opened"]
+    result["rss_base_mb"] = base.rss_bytes / 2**20
+    result["rss_held_mb"] = held.rss_bytes / 2**20
+    result["rss_per_conn_kib"] = (held.rss_bytes - base.rss_bytes) / 1024 / opened if opened else 0
+    return result
+
+
+def s4_small_rooms(running: Running, timing: Timing) -> dict[str, Any]:
+    """S4: 500 rooms of 4 users, every user sending; stepping the rate up."""
+    warm_up(running, timing)
+    rooms = running.room_slugs(timing.s4_rooms)
+    clients = room_clients(
+        running.ws_pattern, rooms, timing.s4_room_size, timing.s4_room_size, running.headers_for
+    )
+    with LoadRun(clients, _config(running, timing)) as run:
+        return _ladder(run, running, timing, timing.s4_rates)
+
+
+SCENARIOS = {
+    "S1": s1_big_room,
+    "S2": s2_saturation,
+    "S3": s3_idle,
+    "S4": s4_small_rooms,
+}

@@ -1,0 +1,1 @@
+"""A tutorial-style Channels peer: group_send on every receive, no auth, no persistence."""
