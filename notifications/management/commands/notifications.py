@@ -14,6 +14,11 @@ from rooms.models import Room
 BAR_WIDTH = 30
 
 
+def users_text(count: int) -> str:
+    """``1 user``, ``2 users``."""
+    return f"{count:,} user{'' if count == 1 else 's'}"
+
+
 class Command(BaseCommand):
     help = (
         "Send a notification. With no audience option it goes to every active user; --users "
@@ -61,12 +66,12 @@ class Command(BaseCommand):
             raise CommandError(" ".join(error.messages)) from error
         if result.notification is None:
             self.stdout.write(
-                f"Dry run: would notify {result.recipients} users; nothing stored or sent."
+                f"Dry run: would notify {users_text(result.recipients)}; nothing stored or sent."
             )
             return
         self.stdout.write(
             self.style.SUCCESS(
-                f"Notification #{result.notification.pk} sent to {result.recipients} users."
+                f"Notification #{result.notification.pk} sent to {users_text(result.recipients)}."
             )
         )
         if settings.CHANNEL_LAYERS["default"]["BACKEND"].endswith("InMemoryChannelLayer"):
