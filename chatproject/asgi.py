@@ -14,6 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 import notifications.routing  # noqa: E402
+import ops.asgi  # noqa: E402
 import rooms.routing  # noqa: E402
 
 websocket_urlpatterns = [
@@ -21,11 +22,15 @@ websocket_urlpatterns = [
     *notifications.routing.websocket_urlpatterns,
 ]
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
-    }
+application = ops.asgi.ServedByMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": AllowedHostsOriginValidator(
+                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ),
+            # Refuses to start several workers on the in-memory layer (see ops.guard).
+            "lifespan": ops.asgi.lifespan,
+        }
+    )
 )

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "realtime",
     "chatapp",
     "rooms",
+    "ops",
     "notifications",
 ]
 
@@ -93,11 +94,21 @@ ASGI_APPLICATION = "chatproject.asgi.application"
 CONN_MAX_AGE = int(os.environ.get("CONN_MAX_AGE", "600"))
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {
-        "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True
-        )
-    }
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Under ASGI every HTTP request runs on a thread of its own, so persistent connections
+        # (CONN_MAX_AGE) would be opened per request thread and linger until garbage
+        # collection. A psycopg pool per process instead: each request or consumer call
+        # borrows a connection and gives it back, so a process holds between DB_POOL_MIN and
+        # DB_POOL_MAX connections whatever its socket count (see docs/scaling.md).
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": int(os.environ.get("DB_POOL_MIN", "1")),
+            "max_size": int(os.environ.get("DB_POOL_MAX", "8")),
+            "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "20")),
+        }
+    else:
+        DATABASES["default"].update(CONN_MAX_AGE=CONN_MAX_AGE, CONN_HEALTH_CHECKS=True)
 else:
     DATABASES = {
         "default": {
@@ -114,19 +125,51 @@ else:
         }
     }
 
-# Channel layer: in-memory by default (one process only); REDIS_URL switches to channels_redis.
+# Channel layer: in-memory by default (one process only); REDIS_URL (redis://, rediss:// or
+# unix://) switches to channels_redis, and the same Redis backs the cache. See docs/scaling.md
+# for the choice of layer and the numbers behind these values.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
+    if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(
+            "REDIS_URL must start with redis://, rediss:// (TLS) or unix:// (a socket path), "
+            f"not {REDIS_URL.split(':', 1)[0]!r}."
+        )
+    REDIS_CONNECTION = {
+        # redis-py 8 defaults to a 5 s socket_timeout, the same as channels_redis' blocking
+        # read (BZPOPMIN, 5 s): in a quiet room the read timed out and the reader died
+        # (django/channels_redis#422). A longer one still notices a dead server.
+        "socket_timeout": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "15")),
+        "socket_connect_timeout": 5.0,
+        "health_check_interval": 30,
+        # Per process and event loop; realtime.layers makes callers wait for a free connection
+        # instead of failing with MaxConnectionsError when all are busy.
+        "max_connections": int(os.environ.get("REDIS_MAX_CONNECTIONS", "100")),
+    }
+    if not REDIS_URL.startswith("unix://"):
+        REDIS_CONNECTION["socket_keepalive"] = True
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 10_000, "expiry": 60},
+            "BACKEND": "realtime.layers.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, **REDIS_CONNECTION}],
+                # Members are worker processes (realtime.hub), so one queue carries every room
+                # of a process: a large capacity keeps bursts from being dropped.
+                "capacity": 10_000,
+                "expiry": 60,
+                # Each hub renews its memberships every 15 s; a killed process drops out of its
+                # groups after this many seconds instead of a day.
+                "group_expiry": 90,
+                "prefix": os.environ.get("REDIS_PREFIX", "chat"),
+            },
         }
     }
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("REDIS_PREFIX", "chat"),
+            "OPTIONS": {"socket_timeout": 5.0, "socket_connect_timeout": 5.0},
         }
     }
 else:
@@ -138,6 +181,22 @@ else:
             "CONFIG": {"capacity": 100_000, "expiry": 60},
         }
     }
+
+# Behind a proxy that terminates TLS (deploy/nginx.conf with ssl): trust its
+# X-Forwarded-Proto, and send cookies over HTTPS only. Only set this behind such a proxy,
+# which must overwrite the header: otherwise a client could claim to use HTTPS.
+if env_bool("BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+    # /healthz and /readyz are probed over plain HTTP by load balancers.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+
+# Off by default: adds X-Served-By: <host>:<pid> to WebSocket handshakes, so an operator (or
+# the cluster test) can see which worker process holds a socket.
+CHAT_SERVED_BY_HEADER = env_bool("CHAT_SERVED_BY_HEADER", False)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -5,6 +5,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("ops.urls")),
     path("rooms/", include("rooms.urls")),
     path("notifications/", include("notifications.urls")),
     path("", include("chatapp.urls")),

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import uuid
 import weakref
 from typing import Any, Protocol
 
@@ -21,6 +22,11 @@ logger = logging.getLogger(__name__)
 # Group memberships expire in the layer (channels_redis drops them after ``group_expiry``, and a
 # restarted Redis forgets them at once), so each hub renews its own on this period.
 REFRESH_SECONDS = 15.0
+# Every PROBE_SECONDS each hub sends a probe to a group of its own, along the same path as the
+# rooms' events; one that has not come back within PROBE_TIMEOUT means the live path lost
+# events (e.g. Redis restarted and forgot every membership while the reader stayed connected).
+PROBE_SECONDS = 2.0
+PROBE_TIMEOUT = 6.0
 
 
 class Subscriber(Protocol):
@@ -47,7 +53,14 @@ class Hub:
         self._locks: dict[str, list] = {}
         self._reader: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
+        self.probe_group = f"hub-probe.{uuid.uuid4().hex}"
+        self._probe_seen = 0
+        self._probe_arrived = asyncio.Event()
+        self._recovering = False
+        # How often the live path was found broken and every socket resynced (for tests).
+        self.recoveries = 0
 
     async def _start(self) -> None:
         async with self._start_lock:
@@ -57,6 +70,8 @@ class Hub:
                 self._reader = asyncio.create_task(self._read(), name="realtime-hub-reader")
             if self._refresher is None or self._refresher.done():
                 self._refresher = asyncio.create_task(self._refresh(), name="realtime-hub-refresh")
+            if self._watchdog is None or self._watchdog.done():
+                self._watchdog = asyncio.create_task(self._watch(), name="realtime-hub-watchdog")
 
     @contextlib.asynccontextmanager
     async def _membership(self, group: str):
@@ -137,22 +152,71 @@ class Hub:
             except Exception:
                 # The broker went away (e.g. Redis restarted). Events may have been lost and
                 # our memberships with them: back off, rejoin, and have every socket resync.
-                logger.warning("channel layer receive failed; retrying in %.1fs", delay)
+                logger.warning(
+                    "channel layer receive failed; retrying in %.1fs", delay, exc_info=True
+                )
                 await asyncio.sleep(delay + random.random() * delay)
                 delay = min(delay * 2, 5.0)
-                if await self._rejoin():
-                    self._resync_all()
+                await self._recover("a failed receive")
                 continue
             delay = 0.1
+            if message.get("type") == "hub.probe":
+                self._probe_seen = max(self._probe_seen, int(message.get("n", 0)))
+                self._probe_arrived.set()
+                continue
             self.dispatch(message)
 
     async def _rejoin(self) -> bool:
         try:
-            for group in tuple(self._joined):
+            for group in (self.probe_group, *self._joined):
                 await self.layer.group_add(group, self.channel)
         except Exception:
             return False
         return True
+
+    async def _recover(self, reason: str) -> None:
+        """Rejoin every group (retrying until the layer answers), then resync every socket."""
+        if self._recovering:
+            return
+        self._recovering = True
+        try:
+            delay = 0.1
+            while not await self._rejoin():
+                await asyncio.sleep(delay + random.random() * delay)
+                delay = min(delay * 2, 5.0)
+            self.recoveries += 1
+            logger.warning(
+                "live path recovered after %s: rejoined %d groups, resyncing %d sockets",
+                reason,
+                len(self._joined),
+                sum(len(members) for members in self.groups.values()),
+            )
+            self._resync_all()
+        finally:
+            self._recovering = False
+
+    async def _watch(self) -> None:
+        """Probe the live path end to end; recover when a probe is lost."""
+        sent = 0
+        try:
+            await self.layer.group_add(self.probe_group, self.channel)
+        except Exception:
+            await self._recover("a failed probe join")
+        while True:
+            await asyncio.sleep(PROBE_SECONDS)
+            sent += 1
+            self._probe_arrived.clear()
+            try:
+                await self.layer.group_send(self.probe_group, {"type": "hub.probe", "n": sent})
+                async with asyncio.timeout(PROBE_TIMEOUT):
+                    while self._probe_seen < sent:
+                        await self._probe_arrived.wait()
+                        self._probe_arrived.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Lost (TimeoutError) or not even sent: either way events may have been lost.
+                await self._recover("a lost probe")
 
     def _resync_all(self) -> None:
         for members in tuple(self.groups.values()):

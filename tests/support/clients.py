@@ -1,0 +1,158 @@
+"""A chat client as the page's JavaScript is: it reconnects with ?after=<seq> and syncs gaps.
+
+It records every message frame it receives (``raw``), across reconnections, so a test can tell
+"exactly once, in order" from "eventually everything".
+"""
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+
+
+@dataclass
+class ChatClient:
+    """One browser tab in one room, talking to ``ws_base`` (e.g. nginx)."""
+
+    name: str
+    ws_base: str
+    origin: str
+    path: str
+    cookie: str
+    reconnect: bool = True
+    raw: list[dict[str, Any]] = field(default_factory=list)
+    messages: dict[int, dict[str, Any]] = field(default_factory=dict)
+    served_by: list[str] = field(default_factory=list)
+    reconnections: int = 0
+    socket: Any = None
+    _task: asyncio.Task | None = None
+    _stopping: bool = False
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _synced: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def last_seq(self) -> int:
+        """The highest seq up to which this client has every message."""
+        seq = 0
+        while seq + 1 in self.messages:
+            seq += 1
+        return seq
+
+    @property
+    def pid(self) -> int:
+        """The worker process serving the current connection."""
+        return int(self.served_by[-1].rsplit(":", 1)[1])
+
+    async def _open(self, after: int | None) -> None:
+        query = "" if after is None else f"?after={after}"
+        self.socket = await websockets.connect(
+            f"{self.ws_base}/ws{self.path}{query}",
+            additional_headers={"Cookie": self.cookie},
+            origin=self.origin,
+            open_timeout=20,
+            max_queue=None,
+        )
+        self.served_by.append(self.socket.response.headers.get("X-Served-By", "?:0"))
+
+    async def start(self, after: int = 0) -> None:
+        """Connect and keep reading in the background; returns once the catch-up is done.
+
+        Like the page (which passes the last seq it rendered), it always connects with
+        ``?after``: the server then joins the room before reading the history, so no message
+        falls between the two.
+        """
+        await self._open(after)
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._synced.wait(), 20)
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                async for text in self.socket:
+                    attempt = 0
+                    await self._receive(json.loads(text))
+            except websockets.ConnectionClosed:
+                pass
+            if self._stopping or not self.reconnect:
+                return
+            # As the page does: back off with jitter, then catch up from the last seq seen.
+            while True:
+                attempt += 1
+                if attempt > 40:
+                    raise RuntimeError(f"{self.name} could not reconnect")
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0) * (0.5 + random.random()))
+                try:
+                    self.reconnections += 1
+                    await self._open(self.last_seq)
+                    break
+                except (OSError, websockets.InvalidStatus, websockets.InvalidHandshake):
+                    continue
+                except TimeoutError:
+                    continue
+
+    async def _receive(self, frame: dict[str, Any]) -> None:
+        if frame.get("type") == "synced":
+            self._synced.set()
+        if frame.get("type") != "message":
+            return
+        self.raw.append(frame)
+        before = self.last_seq
+        self.messages.setdefault(frame["seq"], frame)
+        if frame["seq"] > before + 1 and (before + 1) not in self.messages:
+            # A gap: ask for what is missing, as the page does.
+            try:
+                await self.socket.send(json.dumps({"type": "sync", "after": before}))
+            except websockets.ConnectionClosed:
+                pass
+        self._changed.set()
+
+    async def send(self, body: str) -> None:
+        """Send a chat message over the current connection."""
+        await self.socket.send(json.dumps({"type": "message", "body": body}))
+
+    async def wait_for(self, seq: int, timeout: float) -> bool:
+        """Wait until this client has every message up to ``seq``."""
+        deadline = time.monotonic() + timeout
+        while self.last_seq < seq:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return self.last_seq >= seq
+        return True
+
+    async def close(self) -> None:
+        self._stopping = True
+        if self.socket is not None:
+            await self.socket.close()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except (TimeoutError, websockets.ConnectionClosed):
+                self._task.cancel()
+
+
+async def history(ws_base: str, origin: str, path: str, cookie: str) -> list[dict[str, Any]]:
+    """Every stored message of a room (up to one sync page), read over a fresh socket."""
+    async with websockets.connect(
+        f"{ws_base}/ws{path}?after=0",
+        additional_headers={"Cookie": cookie},
+        origin=origin,
+        open_timeout=20,
+    ) as socket:
+        frames = []
+        while True:
+            frame = json.loads(await asyncio.wait_for(socket.recv(), 20))
+            if frame["type"] == "synced":
+                assert not frame["more"], "more history than one sync page"
+                return frames
+            if frame["type"] == "message":
+                frames.append(frame)
