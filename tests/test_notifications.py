@@ -123,8 +123,17 @@ def test_command_shows_progress_on_long_runs(alice, monkeypatch):
     monkeypatch.setattr("notifications.services.BATCH_SIZE", 5)
     out = StringIO()
     call_command("notifications", "Many", stdout=out, stderr=StringIO())
-    assert "13/13 users" in out.getvalue()
+    assert f"[{'#' * 30}] 13/13 users" in out.getvalue()
     assert Delivery.objects.count() == 13
+
+
+def test_progress_is_reported_after_each_batch():
+    for i in range(13):
+        user_create(f"many{i}")
+    calls: list[tuple[int, int]] = []
+    result = notify(text="Batched", batch_size=4, progress=lambda *call: calls.append(call))
+    assert calls == [(4, 13), (8, 13), (12, 13), (13, 13)]
+    assert Delivery.objects.filter(notification=result.notification).count() == 13
 
 
 # --- the service ----------------------------------------------------------------------------
