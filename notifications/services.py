@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from rooms.models import Message, Room
+from rooms.models import Membership, Message, Room
 
 from . import events, selectors
 from .models import TEXT_MAX_LENGTH, Delivery, Notification
@@ -60,7 +60,7 @@ def audience_users(
 ) -> QuerySet:
     """Active users of an audience: chosen ``users``, a ``room``'s members, or everyone.
 
-    A room's members are the users who have posted in it or joined it (created it).
+    A room's members are the users who have posted in it or joined it (opened or created it).
     """
     active = get_user_model().objects.filter(is_active=True)
     if users is not None:
@@ -68,7 +68,8 @@ def audience_users(
         return active.filter(pk__in=ids)
     if room is not None:
         posted = Message.objects.filter(room=room, author=OuterRef("pk"))
-        return active.filter(Q(Exists(posted)) | Q(pk=room.created_by_id))
+        joined = Membership.objects.filter(room=room, user=OuterRef("pk"))
+        return active.filter(Q(Exists(posted)) | Q(Exists(joined)) | Q(pk=room.created_by_id))
     return active
 
 

@@ -9,7 +9,7 @@ from django.utils.text import slugify
 from notifications.services import mentions_notify
 
 from . import events
-from .models import Message, Room
+from .models import Membership, Message, Room
 
 
 class RoomNameTaken(Exception):
@@ -32,9 +32,19 @@ def room_create(*, name: str, created_by: AbstractBaseUser | None = None) -> Roo
         raise RoomNameTaken(name)
     try:
         with transaction.atomic():
-            return Room.objects.create(name=name, slug=_unique_slug(name), created_by=created_by)
+            room = Room.objects.create(name=name, slug=_unique_slug(name), created_by=created_by)
+            if created_by is not None:
+                room_join(room=room, user=created_by)
+            return room
     except IntegrityError as exc:  # a concurrent create won the race for the name or slug
         raise RoomNameTaken(name) from exc
+
+
+def room_join(*, room: Room, user: AbstractBaseUser) -> None:
+    """Record that ``user`` joined ``room``; joining again changes nothing."""
+    # A read first: opening a room is frequent, and only the first visit needs a write.
+    if not Membership.objects.filter(room=room, user=user).exists():
+        Membership.objects.bulk_create([Membership(room=room, user=user)], ignore_conflicts=True)
 
 
 def message_create(*, room: Room, author: AbstractBaseUser, body: str) -> Message:

@@ -28,6 +28,7 @@ def room_list(request: HttpRequest) -> HttpResponse:
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     """A room: its latest messages, then the live chat."""
     room = get_object_or_404(Room, slug=slug)
+    services.room_join(room=room, user=request.user)
     messages = selectors.messages_latest(room=room, limit=settings.CHAT_HISTORY_PAGE)
     config = {
         "slug": room.slug,

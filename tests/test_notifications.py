@@ -8,6 +8,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from notifications.models import Delivery, Notification
 from notifications.selectors import unread_count
@@ -83,12 +84,17 @@ def test_command_users_reaches_only_those_users(alice, bob):
     assert "sent to 2 users" in out.getvalue()
 
 
-def test_command_room_reaches_its_posters_and_creator(alice, bob, room):
-    user_create("dave")  # dave never touched the room
+def test_command_room_reaches_its_members_who_posted_joined_or_created_it(alice, bob, room):
+    user_create("dave")  # dave never opened the room
     carol = user_create("carol")
     message_create(room=room, author=carol, body="hi")
-    call_command("notifications", "Room news", "--room", room.slug, stdout=StringIO())
-    assert usernames(Notification.objects.get()) == {"alice", "carol"}
+    visitor = Client()
+    visitor.force_login(bob)
+    assert visitor.get(f"/rooms/{room.slug}/").status_code == 200  # opening it joins it
+    out = StringIO()
+    call_command("notifications", "Room news", "--room", room.slug, stdout=out)
+    assert usernames(Notification.objects.get()) == {"alice", "bob", "carol"}
+    assert "sent to 3 users" in out.getvalue()
 
 
 def test_command_dry_run_counts_and_stores_nothing(alice, bob):
