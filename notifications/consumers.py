@@ -14,8 +14,8 @@ from realtime.events import EVERYONE_GROUP, frame_dumps, user_group
 
 from . import events, selectors
 
-# Ids of notifications counted live since the last snapshot; a snapshot drops those it
-# includes, so the set only holds what arrived since the last connect or mark-read.
+# Ids of notifications counted live since the last snapshot (connect or mark-read); past this
+# many the socket folds them into ``through``, so a long-lived socket's memory stays bounded.
 RECENT_LIMIT = 1000
 
 
@@ -88,10 +88,10 @@ class NotificationsMixin:
             notification_id = payload["id"]
             if notification_id > self.unread_through and notification_id not in self.unread_recent:
                 if len(self.unread_recent) >= RECENT_LIMIT:
-                    # Far behind: fold the live ids into a fresh count from the database.
-                    self.unread_recent.clear()
-                    self.unread_through = notification_id
-                    asyncio.get_running_loop().create_task(self._resnapshot())
+                    # Keep the set bounded: the count already includes these ids, and raising
+                    # ``through`` past them means none of them is ever counted again.
+                    self.unread_through = max(self.unread_recent)
+                    self.unread_recent = set()
                 self.unread_recent.add(notification_id)
                 self.unread += 1
             self.enqueue(events.notification_frame(payload["head"], self.unread))

@@ -367,6 +367,23 @@ async def test_a_notification_stored_while_the_socket_joins_is_counted_once(
     assert by_type["notification.unread"]["unread"] == 1
 
 
+async def test_a_long_lived_socket_keeps_counting_past_its_bound_of_remembered_ids(
+    connect, alice, monkeypatch
+):
+    from notifications import consumers
+
+    monkeypatch.setattr(consumers, "RECENT_LIMIT", 2)
+    socket = await open_notifications(connect, alice)
+    assert (await receive(socket))["unread"] == 0
+    for expected in range(1, 6):
+        await database_sync_to_async(notify)(text=f"n{expected}", users=[alice])
+        assert (await receive(socket))["unread"] == expected
+    await database_sync_to_async(notifications_mark_read)(user=alice)
+    assert (await receive(socket))["unread"] == 0
+    await database_sync_to_async(notify)(text="after", users=[alice])
+    assert (await receive(socket))["unread"] == 1
+
+
 async def test_command_delivers_live_to_connected_users(connect, alice, bob):
     a = await open_notifications(connect, alice)
     await receive(a)
