@@ -152,6 +152,22 @@ class _Worker:
             "connect_s": elapsed,
         }
 
+    async def reopen(self) -> int:
+        """Reconnect the sockets the server has closed since; returns how many came back."""
+        gate = asyncio.Semaphore(self.config.connect_concurrency)
+        closed = [(i, c) for i, c, ws in self.sockets if ws.state is not State.OPEN]
+        if not closed:
+            return 0
+        self.sockets = [s for s in self.sockets if s[2].state is State.OPEN]
+        try:
+            results = await asyncio.wait_for(
+                asyncio.gather(*(self.open_one(i, c, gate) for i, c in closed)),
+                self.config.connect_deadline,
+            )
+        except TimeoutError:
+            return 0
+        return sum(1 for reason in results if reason is None)
+
     async def send_loop(
         self, index: int, client: Client, ws: ClientConnection, phase: Phase, start: float, n: int
     ) -> None:
@@ -231,6 +247,9 @@ async def _worker_main(pipe: Any, worker: _Worker) -> None:
     try:
         while True:
             command = await loop.run_in_executor(None, pipe.recv)
+            if command[0] == "reopen":
+                pipe.send(("reopened", await worker.reopen()))
+                continue
             if command[0] != "phase":
                 break
             _, phase, start, n = command
@@ -308,6 +327,11 @@ class LoadRun:
         ``probe("begin")`` and ``probe("end")`` are called as the measured window opens and closes.
         """
         self.phases_run += 1
+        # A step that overloaded the server may have had sockets closed; the next one starts
+        # with every room whole again.
+        for pipe in self.pipes:
+            pipe.send(("reopen",))
+        reopened = sum(self._collect("reopened", self.config.connect_deadline + 30))
         start = time.monotonic() + 0.3
         for pipe in self.pipes:
             pipe.send(("phase", phase, start, self.phases_run))
@@ -323,6 +347,7 @@ class LoadRun:
         summary["offered_rate_per_sender"] = phase.rate
         summary["senders"] = sum(1 for c in self.clients if c.sender)
         summary["connections"] = self.connections
+        summary["reopened"] = reopened
         summary["loadgen_procs"] = len(self.procs)
         return summary
 

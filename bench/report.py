@@ -95,9 +95,13 @@ def _row(name: str, data: dict[str, Any]) -> str:
     best4 = _best(s4)
     if best4:
         stored = best4.get("stored_per_s")
-        cells += [_fmt(best4["messages_per_s"]), _fmt(stored) if stored is not None else "n/a"]
+        cells += [
+            _fmt(best4["messages_per_s"]),
+            _fmt(stored) if stored is not None else "n/a",
+            f"{best4['server_cpu_pct']:.0f} / {best4['loadgen_cpu_pct']:.0f}",
+        ]
     else:
-        cells += ["0" if s4.get("steps") else "-", "-"]
+        cells += ["0" if s4.get("steps") else "-", "-", "-"]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -114,8 +118,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "| target | S1 deliveries/s | S1 loss % | S1 p50 / p99 ms | S2 sustained deliveries/s "
         "| S2 p99 ms | S2 server / loadgen CPU % | S3 open / tried | S3 RSS KiB per conn "
-        "| S4 sustained msgs/s | S4 stored msgs/s |",
-        "|---" * 11 + "|",
+        "| S4 sustained msgs/s | S4 stored msgs/s | S4 server / loadgen CPU % |",
+        "|---" * 12 + "|",
     ]
     for name, data in results["targets"].items():
         lines.append(_row(name, data))

@@ -58,7 +58,8 @@ def machine() -> dict[str, Any]:
 
 def run_target(name: str, scenarios: list[str], timing: Timing, log_dir: Path) -> dict[str, Any]:
     """Start one target, run the scenarios on a fresh server process each, and stop it."""
-    out: dict[str, Any] = {}
+    # Other work on the machine skews every number; record how busy it was before we began.
+    out: dict[str, Any] = {"loadavg_before": os.getloadavg()}
     started = time.monotonic()
     try:
         with TARGETS[name](timing.needs(), log_dir) as running:
