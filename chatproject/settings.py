@@ -148,27 +148,48 @@ if REDIS_URL:
     }
     if not REDIS_URL.startswith("unix://"):
         REDIS_CONNECTION["socket_keepalive"] = True
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "realtime.layers.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [{"address": REDIS_URL, **REDIS_CONNECTION}],
-                # Members are worker processes (realtime.hub), so one queue carries every room
-                # of a process: a large capacity keeps bursts from being dropped.
-                "capacity": 10_000,
-                "expiry": 60,
-                # Each hub renews its memberships every 15 s; a killed process drops out of its
-                # groups after this many seconds instead of a day.
-                "group_expiry": 90,
-                "prefix": os.environ.get("REDIS_PREFIX", "chat"),
-            },
+    REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "chat")
+    # core (default): a queue per worker process in Redis; events wait there through a
+    # connection blip, and only a Redis restart loses them, which the hubs always notice.
+    # pubsub: one PUBLISH per event, much cheaper, but a subscriber that reconnects misses
+    # what was published meanwhile. docs/scaling.md has the measurements behind the choice.
+    REDIS_CHANNEL_LAYER = os.environ.get("REDIS_CHANNEL_LAYER", "core")
+    if REDIS_CHANNEL_LAYER == "pubsub":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {
+                    "hosts": [{"address": REDIS_URL, **REDIS_CONNECTION}],
+                    "prefix": REDIS_PREFIX,
+                },
+            }
         }
-    }
+    elif REDIS_CHANNEL_LAYER == "core":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "realtime.layers.RedisChannelLayer",
+                "CONFIG": {
+                    "hosts": [{"address": REDIS_URL, **REDIS_CONNECTION}],
+                    # Members are worker processes (realtime.hub), so one queue carries every
+                    # room of a process: a large capacity keeps bursts from being dropped.
+                    "capacity": 10_000,
+                    "expiry": 60,
+                    # Each hub renews its memberships every 15 s; a killed process drops out
+                    # of its groups after this many seconds instead of a day.
+                    "group_expiry": 90,
+                    "prefix": REDIS_PREFIX,
+                },
+            }
+        }
+    else:
+        raise ImproperlyConfigured(
+            f"REDIS_CHANNEL_LAYER must be pubsub or core, not {REDIS_CHANNEL_LAYER!r}."
+        )
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": os.environ.get("REDIS_PREFIX", "chat"),
+            "KEY_PREFIX": REDIS_PREFIX,
             "OPTIONS": {"socket_timeout": 5.0, "socket_connect_timeout": 5.0},
         }
     }

@@ -27,6 +27,10 @@ REFRESH_SECONDS = 15.0
 # events (e.g. Redis restarted and forgot every membership while the reader stayed connected).
 PROBE_SECONDS = 2.0
 PROBE_TIMEOUT = 6.0
+# Frames of one group carry consecutive seqs, but two processes that store seq 22 and 23 send
+# them concurrently, so 23 may arrive first. A frame ahead of the next expected seq waits this
+# long for the missing ones; then the hub passes on what it holds and has the sockets resync.
+REORDER_WAIT = 1.0
 
 
 class Subscriber(Protocol):
@@ -59,6 +63,11 @@ class Hub:
         self._probe_seen = 0
         self._probe_arrived = asyncio.Event()
         self._recovering = False
+        # Per group: the next seq to pass on, frames held until it arrives, and the timer that
+        # stops waiting for it.
+        self._next_seq: dict[str, int] = {}
+        self._held: dict[str, dict[int, dict[str, Any]]] = {}
+        self._held_timers: dict[str, asyncio.TimerHandle] = {}
         # How often the live path was found broken and every socket resynced (for tests).
         self.recoveries = 0
 
@@ -111,6 +120,7 @@ class Hub:
             if group in self.groups or group not in self._joined:
                 return
             self._joined.discard(group)
+            self._order_forget(group)
             try:
                 await self.layer.group_discard(group, self.channel)
             except Exception:
@@ -164,7 +174,55 @@ class Hub:
                 self._probe_seen = max(self._probe_seen, int(message.get("n", 0)))
                 self._probe_arrived.set()
                 continue
+            self.dispatch_ordered(message)
+
+    def dispatch_ordered(self, message: dict[str, Any]) -> None:
+        """Pass on events in seq order per group, holding early frames for a while."""
+        group, seq = message.get("group", ""), message.get("seq")
+        if message.get("type") != "hub.frame" or seq is None or group not in self.groups:
             self.dispatch(message)
+            return
+        expected = self._next_seq.get(group)
+        if expected is not None and seq > expected:
+            self._held.setdefault(group, {})[seq] = message
+            if group not in self._held_timers:
+                loop = asyncio.get_running_loop()
+                self._held_timers[group] = loop.call_later(REORDER_WAIT, self._gap_give_up, group)
+            return
+        # In order, or the first frame we see, or a late one we stopped waiting for.
+        self.dispatch(message)
+        if expected is None or seq == expected:
+            self._next_seq[group] = seq + 1
+            self._held_release(group)
+
+    def _held_release(self, group: str) -> None:
+        held = self._held.get(group)
+        while held and self._next_seq[group] in held:
+            self.dispatch(held.pop(self._next_seq[group]))
+            self._next_seq[group] += 1
+        if not held:
+            self._held.pop(group, None)
+            timer = self._held_timers.pop(group, None)
+            if timer is not None:
+                timer.cancel()
+
+    def _gap_give_up(self, group: str) -> None:
+        """The missing frames did not come: pass on the rest and let the sockets resync."""
+        self._held_timers.pop(group, None)
+        held = self._held.pop(group, {})
+        for seq in sorted(held):
+            self.dispatch(held[seq])
+            self._next_seq[group] = seq + 1
+        logger.warning("frames of %s missing after %.1fs; its sockets resync", group, REORDER_WAIT)
+        for subscriber in tuple(self.groups.get(group, ())):
+            subscriber.resync()
+
+    def _order_forget(self, group: str) -> None:
+        self._next_seq.pop(group, None)
+        self._held.pop(group, None)
+        timer = self._held_timers.pop(group, None)
+        if timer is not None:
+            timer.cancel()
 
     async def _rejoin(self) -> bool:
         try:
@@ -185,6 +243,9 @@ class Hub:
                 await asyncio.sleep(delay + random.random() * delay)
                 delay = min(delay * 2, 5.0)
             self.recoveries += 1
+            # Events were lost: start each group's order afresh; the resync fills the gap.
+            for group in tuple(self._next_seq):
+                self._order_forget(group)
             logger.warning(
                 "live path recovered after %s: rejoined %d groups, resyncing %d sockets",
                 reason,
