@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import ExponentialWithJitterBackoff
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -148,6 +150,10 @@ if REDIS_URL:
     }
     if not REDIS_URL.startswith("unix://"):
         REDIS_CONNECTION["socket_keepalive"] = True
+    # Connections from a pool that channels_redis builds get no retry at all, so the first
+    # command on a connection that a Redis restart left stale failed, and that event was lost
+    # to live delivery. Retry on a fresh connection, briefly.
+    REDIS_CONNECTION["retry"] = RedisRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3)
     REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "chat")
     # core (default): a queue per worker process in Redis; events wait there through a
     # connection blip, and only a Redis restart loses them, which the hubs always notice.

@@ -163,3 +163,41 @@ def test_a_burst_of_500_connects_and_disconnects_fails_none(node):
     assert "MaxConnectionsError" not in log, log[-3000:]
     assert "could not leave group" not in log, log[-3000:]
     assert " 500" not in log and "Exception in ASGI application" not in log, log[-3000:]
+
+
+STALE_SEND = textwrap.dedent(
+    """
+    import asyncio
+    import redis
+    from django.conf import settings
+    from channels.layers import get_channel_layer
+
+    async def main():
+        layer = get_channel_layer()
+        await layer.group_send("room-1", {"type": "hub.frame"})
+        # Drop every connection, as a Redis restart does: the pool's one is now stale.
+        killer = redis.Redis.from_url(settings.REDIS_URL)
+        killer.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        killer.close()
+        try:
+            await layer.group_send("room-1", {"type": "hub.frame"})
+        except Exception as error:
+            print("failed", type(error).__name__)
+        else:
+            print("sent")
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["core", "pubsub"])
+def test_a_send_on_a_connection_left_stale_by_redis_goes_through(kind):
+    with redis_server() as server, tempfile.TemporaryDirectory(prefix="chat-stale-") as tmp:
+        env = node_env(
+            redis_url=server.url,
+            SQLITE_PATH=str(Path(tmp) / "db.sqlite3"),
+            REDIS_CHANNEL_LAYER=kind,
+        )
+        output = manage(env, "shell", "-c", STALE_SEND).stdout.strip().splitlines()[-1]
+    assert output == "sent"
