@@ -37,6 +37,8 @@ class NotificationsMixin:
     unread_recent: frozenset[int] | set[int] = frozenset()
     notifications_waiting: list[dict[str, Any]] | None = None
     notifications_joined = False
+    resnapshot_scheduled = False
+    snapshots_loading = 0
 
     async def notifications_join(self) -> None:
         """Receive this user's notifications and load the unread count."""
@@ -53,7 +55,13 @@ class NotificationsMixin:
         """(Re)load the unread count, then handle what arrived meanwhile."""
         if self.notifications_waiting is None:
             self.notifications_waiting = []
-        unread, through = await _unread_snapshot(self.user.pk)
+        self.snapshots_loading += 1
+        try:
+            unread, through = await _unread_snapshot(self.user.pk)
+        finally:
+            self.snapshots_loading -= 1
+        if self.snapshots_loading:
+            return  # a later load (e.g. a resync during connect) is newer and finishes this
         self._unread_set(unread, through)
         waiting, self.notifications_waiting = self.notifications_waiting, None
         for payload in waiting:
@@ -105,13 +113,16 @@ class NotificationsMixin:
             super().deliver_event(payload)  # type: ignore[misc]
 
     async def _resnapshot(self) -> None:
+        self.resnapshot_scheduled = False
         await self.notifications_snapshot()
         self.enqueue(self.unread_frame())
 
     def resync(self) -> None:
         """After lost hub events, reload the count and tell the client."""
         super().resync()  # type: ignore[misc]
-        if self.notifications_joined and not self.closing:
+        # Called once per group the hub lost events of: calls before the reload starts share it.
+        if self.notifications_joined and not self.closing and not self.resnapshot_scheduled:
+            self.resnapshot_scheduled = True
             asyncio.get_running_loop().create_task(self._resnapshot())
 
 

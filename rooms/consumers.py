@@ -110,8 +110,17 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
             )
         await _message_create(self.room, self.user, body)
 
+    resync_scheduled = False
+
     def resync(self) -> None:
         """Send whatever was stored after the last seq this socket got."""
         super().resync()
-        if not self.closing:
-            asyncio.get_running_loop().create_task(self.send_history(self.last_seq))
+        # The socket is in several groups (room, user, everyone) and a recovering hub tells it
+        # once per group: calls before the catch-up starts share it.
+        if not self.closing and not self.resync_scheduled:
+            self.resync_scheduled = True
+            asyncio.get_running_loop().create_task(self._resync_history())
+
+    async def _resync_history(self) -> None:
+        self.resync_scheduled = False
+        await self.send_history(self.last_seq)

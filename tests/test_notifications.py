@@ -421,3 +421,25 @@ def test_a_message_without_mentions_costs_no_extra_query(alice, room, django_ass
 def test_an_email_address_is_not_a_mention(alice, bob, room):
     message_create(room=room, author=alice, body="write to bob@example.org")
     assert not Notification.objects.exists()
+
+
+async def test_a_recovering_hub_resyncs_a_room_socket_once_not_once_per_group(connect, alice, room):
+    """The room socket is in three groups; the hub's recovery tells each group's sockets."""
+    from realtime.hub import get_hub
+
+    socket = await connect(f"/ws/rooms/{room.slug}/", alice)
+    await database_sync_to_async(message_create)(room=room, author=alice, body="stored")
+    assert (await receive(socket))["seq"] == 1
+    consumer = next(iter(get_hub().groups[f"room-{room.pk}"]))
+    assert len([g for g, members in get_hub().groups.items() if consumer in members]) == 3
+    consumer.last_seq = 0  # as if the live path had lost everything
+    for members in tuple(get_hub().groups.values()):
+        for subscriber in tuple(members):
+            subscriber.resync()
+    frames = [await receive(socket) for _ in range(3)]
+    assert sorted(frame["type"] for frame in frames) == [
+        "message",
+        "notification.unread",
+        "synced",
+    ]
+    assert await socket.receive_nothing(timeout=0.3)
