@@ -1,9 +1,12 @@
 """Turn a run's JSON into a Markdown table, the issue's ratios and a p99-versus-load plot."""
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from .scenarios import P99_LIMIT_MS
+
+logger = logging.getLogger(__name__)
 
 # (product target, reference target, scenario, what, bound): the ratios the issue asks for.
 RATIOS = [
@@ -66,6 +69,11 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _cpu(step: dict[str, Any]) -> str:
+    server = step["server_cpu_pct"] + sum(step.get("services_cpu_pct", {}).values())
+    return f"{server:.0f} / {step['loadgen_cpu_pct']:.0f} / {step.get('other_cpu_pct', 0):.0f}"
+
+
 def _row(name: str, data: dict[str, Any]) -> str:
     s1, s2, s3, s4 = (data.get(k) or {} for k in ("S1", "S2", "S3", "S4"))
     cells = [name]
@@ -83,7 +91,7 @@ def _row(name: str, data: dict[str, Any]) -> str:
         cells += [
             _fmt(best2["deliveries_per_s"]),
             _fmt(best2["latency_ms"]["p99"], 1),
-            f"{best2['server_cpu_pct']:.0f} / {best2['loadgen_cpu_pct']:.0f}",
+            _cpu(best2),
         ]
     else:
         cells += ["0" if s2.get("steps") else "-", "-", "-"]
@@ -98,7 +106,7 @@ def _row(name: str, data: dict[str, Any]) -> str:
         cells += [
             _fmt(best4["messages_per_s"]),
             _fmt(stored) if stored is not None else "n/a",
-            f"{best4['server_cpu_pct']:.0f} / {best4['loadgen_cpu_pct']:.0f}",
+            _cpu(best4),
         ]
     else:
         cells += ["0" if s4.get("steps") else "-", "-", "-"]
@@ -117,8 +125,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['timing']['procs']} processes on the same machine.",
         "",
         "| target | S1 deliveries/s | S1 loss % | S1 p50 / p99 ms | S2 sustained deliveries/s "
-        "| S2 p99 ms | S2 server / loadgen CPU % | S3 open / tried | S3 RSS KiB per conn "
-        "| S4 sustained msgs/s | S4 stored msgs/s | S4 server / loadgen CPU % |",
+        "| S2 p99 ms | S2 CPU % server / loadgen / other | S3 open / tried | S3 RSS KiB per conn "
+        "| S4 sustained msgs/s | S4 stored msgs/s | S4 CPU % server / loadgen / other |",
         "|---" * 12 + "|",
     ]
     for name, data in results["targets"].items():
@@ -126,8 +134,17 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"Sustained: 0 % loss and p99 under {P99_LIMIT_MS:.0f} ms, at the highest step that met "
-        "both. CPU % is of one core, summed over processes (200 % is the whole machine).",
+        "both. CPU % is of one core, summed over processes (200 % is the whole machine): the "
+        "server's (with its Redis and PostgreSQL), the load generator's, and everything else's "
+        "on the machine meanwhile.",
     ]
+    busy = [
+        f"{n} {d['machine_busy_before_pct']:.0f} %"
+        for n, d in results["targets"].items()
+        if "machine_busy_before_pct" in d
+    ]
+    if busy:
+        lines += ["", "Machine busy with other work just before each target: " + ", ".join(busy)]
     errors = {n: d["error"] for n, d in results["targets"].items() if "error" in d}
     errors |= {
         f"{n} {s}": d[s]["error"]
@@ -150,15 +167,18 @@ def markdown(results: dict[str, Any]) -> str:
 
 def plot(results: dict[str, Any], path: Path) -> bool:
     """Draw p99 latency against offered deliveries/s (S2 steps) per target; False if no data."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        logger.warning("matplotlib is not installed: no plot (pip install matplotlib)")
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     drawn = False
     for name, data in results["targets"].items():
-        steps = (data.get("S2") or {}).get("steps") or []
+        steps = [s for s in (data.get("S2") or {}).get("steps") or [] if not s.get("retried")]
         points = sorted(
             (s["offered_deliveries_per_s"], max(s["latency_ms"]["p99"], 0.1), s["loss_pct"])
             for s in steps

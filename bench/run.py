@@ -20,7 +20,7 @@ from typing import Any
 
 from .report import markdown, plot
 from .scenarios import FULL, QUICK, SCENARIOS, Timing
-from .system import raise_nofile
+from .system import raise_nofile, wait_quiet
 from .targets import TARGETS
 
 logger = logging.getLogger("bench")
@@ -56,10 +56,11 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_target(name: str, scenarios: list[str], timing: Timing, log_dir: Path) -> dict[str, Any]:
+def run_target(
+    name: str, scenarios: list[str], timing: Timing, log_dir: Path, quiet_wait: float = 0
+) -> dict[str, Any]:
     """Start one target, run the scenarios on a fresh server process each, and stop it."""
-    # Other work on the machine skews every number; record how busy it was before we began.
-    out: dict[str, Any] = {"loadavg_before": os.getloadavg()}
+    out: dict[str, Any] = {"machine_busy_before_pct": wait_quiet(quiet_wait)}
     started = time.monotonic()
     try:
         with TARGETS[name](timing.needs(), log_dir) as running:
@@ -96,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--s3-clients", type=int, help="idle sockets in S3 (default 5000)")
     parser.add_argument("--procs", type=int, help="load-generator processes (default 2)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0,
+        help="seconds to wait, before each target, for other work on the machine to stop",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -118,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     begun = time.monotonic()
     for name in args.targets:
         logger.info("target %s", name)
-        results["targets"][name] = run_target(name, args.scenarios, timing, log_dir)
+        results["targets"][name] = run_target(
+            name, args.scenarios, timing, log_dir, args.quiet_wait
+        )
     results["elapsed_s"] = time.monotonic() - begun
 
     base = args.out / f"run-{stamp}"

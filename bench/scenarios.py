@@ -7,13 +7,15 @@ from typing import Any
 
 from .loadgen import Client, Config, LoadRun, Phase, room_clients
 from .server import Service
-from .system import Usage
+from .system import Usage, machine_cpu_seconds, wait_quiet
 from .targets import Needs, Running
 
 logger = logging.getLogger(__name__)
 
 # A step "sustains" its load when nothing is lost and p99 stays under this.
 P99_LIMIT_MS = 250.0
+# A failed step is run again once if other processes used more than this (% of one core).
+OTHER_CPU_LIMIT = 25.0
 
 
 @dataclass(frozen=True)
@@ -79,14 +81,21 @@ def measured_phase(
     processes = [running.server, *running.services]
     samples: dict[str, tuple[float, list[Usage]]] = {}
 
+    machine: dict[str, float] = {}
+
     def probe(moment: str) -> None:
         samples[moment] = (time.monotonic(), [p.usage() for p in processes])
+        machine[moment] = machine_cpu_seconds()
 
     result = run.run_phase(phase, probe)
     (t0, before), (t1, after) = samples["begin"], samples["end"]
     cpu = [100.0 * (a.cpu_s - b.cpu_s) / (t1 - t0) for a, b in zip(after, before, strict=True)]
     result["server_cpu_pct"] = cpu[0]
     result["services_cpu_pct"] = {p.name: c for p, c in zip(processes[1:], cpu[1:], strict=True)}
+    # Whatever else ran on the machine meanwhile (another test run, say) shows up here.
+    busy = 100.0 * (machine["end"] - machine["begin"]) / (t1 - t0)
+    result["machine_cpu_pct"] = busy
+    result["other_cpu_pct"] = max(0.0, busy - sum(cpu) - result["loadgen_cpu_pct"])
     result["server_rss_mb"] = after[0].rss_bytes / 2**20
     if stored_before is not None:
         stored = (running.messages_stored() or 0) - stored_before
@@ -113,12 +122,19 @@ def _ladder(
     """Step the rate up until a step fails, then bisect; report every step and the best."""
     steps: list[dict[str, Any]] = []
 
-    def step(rate: float) -> bool:
+    def step(rate: float, retry: bool = True) -> bool:
         # After an overloaded step the server may still be working off its backlog.
         waited = wait_idle([running.server, *running.services], timeout=20)
         phase = Phase(rate=rate, duration=timing.duration, warmup=timing.warmup, drain=timing.drain)
         result = measured_phase(run, running, phase, count_stored)
         result["waited_idle_s"] = waited
+        if not result["sustained"] and result["other_cpu_pct"] > OTHER_CPU_LIMIT and retry:
+            # Other work on the machine took the CPU this step needed: run it again once.
+            logger.info("%s rate %.2f failed beside other work; again", running.name, rate)
+            result["retried"] = True
+            steps.append(result)
+            wait_quiet(30)
+            return step(rate, retry=False)
         steps.append(result)
         logger.info(
             "%s rate %.2f: %.0f/%.0f deliveries/s, loss %.2f%%, p99 %.1f ms",
@@ -149,7 +165,7 @@ def _ladder(
             good = middle
         else:
             bad = middle
-    sustained = [s for s in steps if s["sustained"]]
+    sustained = [s for s in steps if s["sustained"] and not s.get("retried")]
     best = max(sustained, key=lambda s: s["deliveries_per_s"]) if sustained else None
     return {"steps": steps, "best": best}
 

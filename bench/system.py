@@ -1,9 +1,13 @@
 """Small operating-system helpers: free ports, file-descriptor limits, process-tree usage."""
 
+import logging
 import os
 import resource
 import socket
+import time
 from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -22,6 +26,38 @@ def raise_nofile() -> int:
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores, all processes) since boot."""
+    total, idle = _cpu_times()
+    return (total - idle) / _TICK
+
+
+def _cpu_times() -> tuple[int, int]:
+    with open("/proc/stat") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:]]
+    # guest time is already counted in user time
+    total = sum(fields[:8])
+    return total, fields[3] + fields[4]  # total, idle + iowait
+
+
+def machine_busy(seconds: float = 1.0) -> float:
+    """Percent of the whole machine's CPU in use over the next ``seconds``."""
+    total0, idle0 = _cpu_times()
+    time.sleep(seconds)
+    total1, idle1 = _cpu_times()
+    return 100.0 * (1 - (idle1 - idle0) / max(1, total1 - total0))
+
+
+def wait_quiet(limit_s: float, busy_pct: float = 15.0) -> float:
+    """Wait up to ``limit_s`` for other work on the machine to stop; returns how busy it was."""
+    deadline = time.monotonic() + limit_s
+    busy = machine_busy()
+    while busy > busy_pct and time.monotonic() < deadline:
+        logger.info("machine %.0f%% busy with other work; waiting", busy)
+        busy = machine_busy(2.0)
+    return busy
 
 
 def own_cpu_seconds() -> float:
