@@ -37,6 +37,8 @@ from .support.services import (
 pytestmark = pytest.mark.server
 
 USERS = 6
+# Per worker process; the test checks the cluster holds no more, whatever its socket count.
+DB_POOL_MAX = 4
 
 
 class Cluster:
@@ -86,6 +88,7 @@ class Cluster:
             origin=self.proxy.url,
             path=path,
             cookie=cookie_header(session),
+            user=f"user{i % len(self.sessions)}",
         )
 
 
@@ -96,7 +99,7 @@ def cluster():
         postgres_server() as postgres,
         tempfile.TemporaryDirectory(prefix="chat-cluster-") as tmp,
     ):
-        env = node_env(redis_url=redis.url, database_url=postgres.url)
+        env = node_env(redis_url=redis.url, database_url=postgres.url, DB_POOL_MAX=str(DB_POOL_MAX))
         migrate(env)
         nodes = {"a": node_start(env, Path(tmp), "a"), "b": node_start(env, Path(tmp), "b")}
         try:
@@ -172,11 +175,14 @@ def test_clients_on_every_worker_receive_every_message_once_in_order(cluster):
         senders = [next(c for c in clients if c.pid == pid) for pid in workers]
         await send_paced(senders, total, rate=20, prefix="hello")
         arrived = await asyncio.gather(*(c.wait_for(total, timeout=30) for c in clients))
+        held = await asyncio.to_thread(cluster.postgres.connections)
         await close_all(clients)
-        return clients, arrived, spread
+        return clients, arrived, spread, held
 
-    clients, arrived, spread = asyncio.run(scenario())
+    clients, arrived, spread, held = asyncio.run(scenario())
     assert all(arrived), cluster.logs()
+    # No connection per socket: each worker borrows from its own small pool.
+    assert 1 <= held <= len(workers) * DB_POOL_MAX < len(clients), (held, len(clients))
     messages = stored(cluster, path)
     assert [m["seq"] for m in messages] == list(range(1, total + 1))
     assert len({m["id"] for m in messages}) == total
@@ -185,13 +191,40 @@ def test_clients_on_every_worker_receive_every_message_once_in_order(cluster):
         assert as_triples(client.raw) == as_triples(messages), client.name
         assert [f["id"] for f in client.raw] == sorted(f["id"] for f in client.raw)
         assert client.reconnections == 0
-    print(f"clients per worker pid: {dict(spread)}")
+    print(f"clients per worker pid: {dict(spread)}; PostgreSQL connections: {held}")
 
 
-# TODO(issue 5): once `python manage.py notifications ...` exists, add
-# test_notifications_reach_clients_on_every_worker here: open notification sockets with
-# open_until_every_worker_serves (one per worker at least), run the command against a node's
-# environment (cluster.nodes["a"].env) with services.manage, and assert every socket receives it.
+def test_notifications_from_the_command_reach_clients_on_every_worker(cluster):
+    path = room_create(cluster.sessions[2], "Cluster notices")
+    workers = [pid for node in cluster.nodes.values() for pid in node.worker_pids()]
+    env = cluster.nodes["a"].env
+
+    def received(text: str):
+        return lambda client: any(n["text"] == text for n in client.notifications)
+
+    async def scenario():
+        clients = await open_until_every_worker_serves(cluster, path, 12, workers)
+        # The command runs in a process of its own, like cron or an operator's shell.
+        await asyncio.to_thread(manage, env, "notifications", "Maintenance at 18:00")
+        everyone = await asyncio.gather(
+            *(c.wait_until(received("Maintenance at 18:00"), 15) for c in clients)
+        )
+        command = ["notifications", "For two", "--users", "user0", "user3"]
+        await asyncio.to_thread(manage, env, *command)
+        chosen = [c for c in clients if c.user in ("user0", "user3")]
+        await asyncio.gather(*(c.wait_until(received("For two"), 15) for c in chosen))
+        await asyncio.sleep(1)  # anything misrouted would have arrived by now
+        await close_all(clients)
+        return clients, everyone
+
+    clients, everyone = asyncio.run(scenario())
+    assert all(everyone), cluster.logs()
+    for client in clients:
+        texts = [n["text"] for n in client.notifications]
+        expected = ["Maintenance at 18:00"]
+        if client.user in ("user0", "user3"):
+            expected.append("For two")
+        assert texts == expected, (client.name, client.user, client.pid)
 
 
 def test_killing_a_node_moves_its_clients_to_the_other_without_loss_or_duplicates(cluster):

@@ -23,10 +23,12 @@ class ChatClient:
     origin: str
     path: str
     cookie: str
+    user: str = ""
     reconnect: bool = True
     raw: list[dict[str, Any]] = field(default_factory=list)
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
     served_by: list[str] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
     reconnections: int = 0
     socket: Any = None
     _task: asyncio.Task | None = None
@@ -98,6 +100,9 @@ class ChatClient:
     async def _receive(self, frame: dict[str, Any]) -> None:
         if frame.get("type") == "synced":
             self._synced.set()
+        if frame.get("type") == "notification":
+            self.notifications.append(frame)
+            self._changed.set()
         if frame.get("type") != "message":
             return
         self.raw.append(frame)
@@ -127,6 +132,20 @@ class ChatClient:
                 await asyncio.wait_for(self._changed.wait(), remaining)
             except TimeoutError:
                 return self.last_seq >= seq
+        return True
+
+    async def wait_until(self, condition, timeout: float) -> bool:
+        """Wait until ``condition(self)`` holds."""
+        deadline = time.monotonic() + timeout
+        while not condition(self):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return condition(self)
         return True
 
     async def close(self) -> None:
