@@ -16,6 +16,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 import notifications.routing  # noqa: E402
 import ops.asgi  # noqa: E402
 import rooms.routing  # noqa: E402
+from realtime.asgi import RawSendMiddleware  # noqa: E402
 
 websocket_urlpatterns = [
     *rooms.routing.websocket_urlpatterns,
@@ -27,7 +28,7 @@ application = ops.asgi.ServedByMiddleware(
         {
             "http": django_asgi_app,
             "websocket": AllowedHostsOriginValidator(
-                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+                RawSendMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
             ),
             # Refuses to start several workers on the in-memory layer (see ops.guard).
             "lifespan": ops.asgi.lifespan,

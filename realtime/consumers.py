@@ -1,6 +1,7 @@
 """A JSON WebSocket consumer that receives its groups' events through the process hub."""
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Any
@@ -9,6 +10,8 @@ import orjson
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from . import eager
+from .asgi import RAW_SEND_KEY
 from .events import frame_dumps
 from .hub import get_hub
 
@@ -50,10 +53,11 @@ class TokenBucket:
 
 
 class HubConsumer(AsyncWebsocketConsumer):
-    """Base consumer: JSON frames in, hub deliveries out through a bounded per-socket outbox.
+    """Base consumer: JSON frames in, hub deliveries written straight to the socket.
 
     Sockets get no channel of their own: the process hub receives each group event once and
-    queues the frame on every local socket's outbox, which one writer task drains in order.
+    writes the frame to every local socket. A socket whose client reads too slowly gets a
+    bounded backlog, drained in order by a task of its own; past the bound it is closed (4008).
     """
 
     # Not a configured alias: Channels then creates no per-socket channel (see module docs).
@@ -75,16 +79,19 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """Called when a socket asks to connect."""
         self.groups_joined = []
-        self.outbox: asyncio.Queue[tuple[int | None, str]] = asyncio.Queue(
-            maxsize=settings.CHAT_OUTBOX_LIMIT
-        )
+        # Frames waiting for this socket: until ``start_writer`` (so a catch-up goes first), and
+        # while a write waits for the client to read. None when frames are written at once.
+        self.backlog: collections.deque[tuple[int | None, str]] | None = collections.deque()
+        self.writer: asyncio.Future[None] | None = None
         # Live frames with a seq up to here were already sent by a catch-up; the highest seq
         # written is kept to resync from after a gap in the live path.
         self.skip_through = 0
         self.last_seq = 0
-        self.writer: asyncio.Task[None] | None = None
         self.closing = False
         self.bucket = TokenBucket(settings.CHAT_RATE_PER_SECOND, settings.CHAT_RATE_BURST)
+        # The server's own send (see realtime.asgi): after the handshake there is no session
+        # cookie left to set, so frames skip Channels' session wrapper on the way out.
+        self.frame_send = self.scope.get(RAW_SEND_KEY, self.base_send)
         await super().websocket_connect(message)
 
     async def join(self, group: str) -> None:
@@ -93,48 +100,80 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.groups_joined.append(group)
 
     def start_writer(self) -> None:
-        """Begin writing queued frames to the socket."""
-        if self.writer is None:
-            self.writer = asyncio.create_task(self._write())
-
-    async def _write(self) -> None:
-        try:
-            while True:
-                seq, frame = await self.outbox.get()
-                if seq is not None:
-                    if seq <= self.skip_through:
-                        continue
-                    self.last_seq = max(self.last_seq, seq)
-                await self.send(text_data=frame)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The socket went away under us; websocket_disconnect cleans up.
-            logger.debug("writer stopped", exc_info=True)
+        """Write the frames queued so far, then every later one as it comes."""
+        if self.writer is None and self.backlog is not None:
+            self.writer = asyncio.ensure_future(self._drain(None))
 
     def deliver_frame(self, frame: str, seq: int | None) -> None:
-        """Queue a frame from the hub."""
+        """Write or queue a frame from the hub."""
         self.enqueue(frame, seq)
 
     def deliver_event(self, payload: dict[str, Any]) -> None:
-        """Queue an event from the hub rendered for this socket; subclasses override."""
+        """Write or queue an event from the hub rendered for this socket; subclasses override."""
         self.enqueue(frame_dumps(payload))
 
     def resync(self) -> None:
         """Recover from lost hub events; subclasses override."""
 
     def enqueue(self, frame: str, seq: int | None = None) -> None:
-        """Queue a frame, closing a socket that has fallen too far behind."""
+        """Write a frame now, or queue it behind the ones waiting; close a socket far behind."""
         if self.closing:
             return
-        try:
-            self.outbox.put_nowait((seq, frame))
-        except asyncio.QueueFull:
+        if self.backlog is None:
+            self._write_now(seq, frame)
+            return
+        if len(self.backlog) >= settings.CHAT_OUTBOX_LIMIT:
             # A socket that cannot keep up must not hold back the room or grow without bound;
             # it reconnects with ?after=<seq> and catches up from the database.
-            logger.warning("closing a socket %d frames behind", self.outbox.qsize())
+            logger.warning("closing a socket %d frames behind", len(self.backlog))
             self.closing = True
-            asyncio.get_running_loop().create_task(self.close(code=CLOSE_TOO_SLOW))
+            self.backlog.clear()
+            self.closer = asyncio.ensure_future(self.close(code=CLOSE_TOO_SLOW))
+            return
+        self.backlog.append((seq, frame))
+
+    def _fresh(self, seq: int | None) -> bool:
+        """False for a live frame a catch-up already sent; notes the seq of the others."""
+        if seq is None:
+            return True
+        if seq <= self.skip_through:
+            return False
+        if seq > self.last_seq:
+            self.last_seq = seq
+        return True
+
+    def _write_now(self, seq: int | None, frame: str) -> None:
+        if not self._fresh(seq):
+            return
+        try:
+            # Almost always finishes synchronously: no task, no queue, per socket per message.
+            pending = eager.start(self.frame_send({"type": "websocket.send", "text": frame}))
+        except Exception:
+            logger.debug("write to a closed socket", exc_info=True)
+            self.closing = True
+            return
+        if pending is not None:
+            # The client is not reading fast enough: later frames wait behind this one.
+            self.backlog = collections.deque()
+            self.writer = asyncio.ensure_future(self._drain(pending))
+
+    async def _drain(self, pending: "asyncio.Future[None] | None") -> None:
+        try:
+            if pending is not None:
+                await pending
+            while self.backlog:
+                seq, frame = self.backlog.popleft()
+                if self._fresh(seq):
+                    await self.frame_send({"type": "websocket.send", "text": frame})
+            self.backlog = None
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The socket went away under us; websocket_disconnect cleans up.
+            logger.debug("writer stopped", exc_info=True)
+            self.closing = True
+        finally:
+            self.writer = None
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         """Send one frame to this socket now."""
@@ -172,3 +211,4 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.groups_joined = []
         if self.writer is not None:
             self.writer.cancel()
+        self.backlog = None

@@ -49,11 +49,19 @@ async def test_a_socket_that_falls_behind_is_closed_without_holding_back_the_roo
 ):
     slow = await connect(f"/ws/rooms/{room.slug}/", alice)
     fast = await connect(f"/ws/rooms/{room.slug}/", bob)
-    # Stall alice's writer, as when a client stops reading and its TCP buffers fill.
+    for socket in (slow, fast):  # a sync is answered once the socket has joined its room
+        await socket.send_json_to({"type": "sync", "after": 0})
+        assert json.loads(await socket.receive_from(timeout=5))["type"] == "synced"
+    # Alice's client stops reading: her writes wait, as when a socket's buffers are full.
     stalled = next(c for c in get_hub().groups[room_group(room.pk)] if c.user == alice)
-    stalled.writer.cancel()
     release = asyncio.Event()
-    stalled.writer = asyncio.create_task(release.wait())
+    real_send = stalled.frame_send
+
+    async def blocked_send(message):
+        await release.wait()
+        await real_send(message)
+
+    stalled.frame_send = blocked_send
 
     def send_ten() -> None:
         for i in range(10):
