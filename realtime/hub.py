@@ -280,9 +280,10 @@ class Hub:
                 await self._recover("a lost probe")
 
     def _resync_all(self) -> None:
-        for members in tuple(self.groups.values()):
-            for subscriber in tuple(members):
-                subscriber.resync()
+        # A socket is in several groups (its room, its user, everyone): resync it once.
+        subscribers = {subscriber for members in self.groups.values() for subscriber in members}
+        for subscriber in subscribers:
+            subscriber.resync()
 
     async def _refresh(self) -> None:
         while True:
