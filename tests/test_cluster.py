@@ -142,11 +142,23 @@ async def open_until_every_worker_serves(cluster: Cluster, path: str, at_least: 
     return clients
 
 
-async def send_paced(senders: list[ChatClient], count: int, rate: float, prefix: str) -> None:
+async def send_paced(
+    senders: list[ChatClient], count: int, rate: float, prefix: str, start: int = 0
+) -> None:
     """Send ``count`` messages round-robin from ``senders`` at ``rate`` per second in total."""
-    for i in range(count):
+    for i in range(start, start + count):
         await senders[i % len(senders)].send(f"{prefix} {i}")
         await asyncio.sleep(1 / rate)
+
+
+async def send_first(sender: ChatClient, clients: list[ChatClient], prefix: str) -> None:
+    """Send a room's first message and wait until every client has it.
+
+    A worker puts a room's frames in seq order from the first one it sees (docs/scaling.md),
+    so the flow that follows can come from every worker at once.
+    """
+    await sender.send(f"{prefix} 0")
+    assert all(await asyncio.gather(*(c.wait_for(1, timeout=20) for c in clients)))
 
 
 async def close_all(clients: list[ChatClient]) -> None:
@@ -173,7 +185,8 @@ def test_clients_on_every_worker_receive_every_message_once_in_order(cluster):
         spread = collections.Counter(c.pid for c in clients)
         # Senders on different workers, so messages enter the cluster everywhere.
         senders = [next(c for c in clients if c.pid == pid) for pid in workers]
-        await send_paced(senders, total, rate=20, prefix="hello")
+        await send_first(senders[0], clients, "hello")
+        await send_paced(senders, total - 1, rate=20, prefix="hello", start=1)
         arrived = await asyncio.gather(*(c.wait_for(total, timeout=30) for c in clients))
         held = await asyncio.to_thread(cluster.postgres.connections)
         await close_all(clients)
@@ -239,7 +252,10 @@ def test_killing_a_node_moves_its_clients_to_the_other_without_loss_or_duplicate
         on_victim = [c for c in clients if c.pid in victim.worker_pids()]
         senders = [c for c in clients if c.pid in survivor.worker_pids()][:2]
         assert on_victim and len(senders) == 2
-        sending = asyncio.create_task(send_paced(senders, total, rate=12, prefix="flow"))
+        await send_first(senders[0], clients, "flow")
+        sending = asyncio.create_task(
+            send_paced(senders, total - 1, rate=12, prefix="flow", start=1)
+        )
         await asyncio.sleep(1.5)
         killed = victim.kill_all()
         await sending
