@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from .support.server import ROOT, server_env
+from .support.services import redis_server
 
 PROBE = """
 import json
@@ -140,3 +141,35 @@ def test_the_check_warns_about_the_in_memory_layer_in_production(capsys):
     with override_settings(CHANNEL_LAYERS=layer):
         call_command("check")
     assert "ops.W001" not in capsys.readouterr().err
+
+
+ROUND_TRIP = """
+import asyncio
+from channels.layers import get_channel_layer
+
+async def main():
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("room-1", channel)
+    await layer.group_send("room-1", {"type": "hub.frame", "seq": 1})
+    message = await asyncio.wait_for(layer.receive(channel), 10)
+    print("received", message["seq"])
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("kind", ["core", "pubsub"])
+def test_a_unix_socket_redis_url_carries_events(kind):
+    with redis_server() as server:
+        env = server_env(REDIS_URL=server.unix_url, REDIS_CHANNEL_LAYER=kind)
+        result = subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup()\n{ROUND_TRIP}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.stdout.strip().splitlines()[-1:] == ["received 1"], result.stderr[-2000:]
