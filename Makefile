@@ -23,6 +23,9 @@ run: install
 
 ## Production-style serving: uvicorn with $(WORKERS) workers (needs REDIS_URL when WORKERS > 1).
 serve: install
+	@if [ "$(WORKERS)" -gt 1 ] && [ -z "$$REDIS_URL" ]; then \
+	  echo "make serve WORKERS=$(WORKERS) needs REDIS_URL (e.g. REDIS_URL=redis://127.0.0.1:6379/0):" \
+	       "the in-memory channel layer cannot cross processes. Or use WORKERS=1." >&2; exit 2; fi
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(VENV)/bin/uvicorn chatproject.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS)
