@@ -9,26 +9,25 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 # the consumers imported by the routing modules below touch the ORM at import time.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 import notifications.routing  # noqa: E402
 import ops.asgi  # noqa: E402
 import rooms.routing  # noqa: E402
-from realtime.asgi import RawSendMiddleware  # noqa: E402
+from realtime.auth import SessionAuthMiddleware  # noqa: E402
 
 websocket_urlpatterns = [
     *rooms.routing.websocket_urlpatterns,
     *notifications.routing.websocket_urlpatterns,
 ]
 
-application = ops.asgi.ServedByMiddleware(
+application = ops.asgi.served_by(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
             "websocket": AllowedHostsOriginValidator(
-                RawSendMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+                SessionAuthMiddleware(URLRouter(websocket_urlpatterns))
             ),
             # Refuses to start several workers on the in-memory layer (see ops.guard).
             "lifespan": ops.asgi.lifespan,

@@ -46,12 +46,17 @@ class ServedByMiddleware:
         self.header = (b"x-served-by", f"{socket.gethostname()}:{os.getpid()}".encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not settings.CHAT_SERVED_BY_HEADER:
-            return await self.app(scope, receive, send)
-
         async def send_with_header(message: dict[str, Any]) -> None:
             if message["type"] in ("http.response.start", "websocket.accept"):
                 message = {**message, "headers": [*message.get("headers", []), self.header]}
             await send(message)
 
         return await self.app(scope, receive, send_with_header)
+
+
+def served_by(app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """``app`` with the X-Served-By header when CHAT_SERVED_BY_HEADER is on, else ``app`` itself.
+
+    Decided once at start-up: a pass-through middleware would still hold a frame per socket.
+    """
+    return ServedByMiddleware(app) if settings.CHAT_SERVED_BY_HEADER else app

@@ -7,11 +7,11 @@ import time
 from typing import Any
 
 import orjson
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import eager
-from .asgi import RAW_SEND_KEY
 from .events import frame_dumps
 from .hub import get_hub
 
@@ -60,10 +60,22 @@ class HubConsumer(AsyncWebsocketConsumer):
     bounded backlog, drained in order by a task of its own; past the bound it is closed (4008).
     """
 
-    # Not a configured alias: Channels then creates no per-socket channel (see module docs).
-    channel_layer_alias = "realtime.hub-only"
-
     groups_joined: list[str]
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Serve one socket: ``AsyncConsumer.__call__`` without a channel of its own.
+
+        Channels' version also waits on a per-socket channel through ``await_many_dispatch``,
+        which keeps a task per socket and makes a new one for every frame received.
+        """
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route an ASGI message to its handler.
@@ -88,10 +100,8 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.skip_through = 0
         self.last_seq = 0
         self.closing = False
-        self.bucket = TokenBucket(settings.CHAT_RATE_PER_SECOND, settings.CHAT_RATE_BURST)
-        # The server's own send (see realtime.asgi): after the handshake there is no session
-        # cookie left to set, so frames skip Channels' session wrapper on the way out.
-        self.frame_send = self.scope.get(RAW_SEND_KEY, self.base_send)
+        self.bucket: TokenBucket | None = None  # made on the first message: most sockets only read
+        self.frame_send = self.base_send
         await super().websocket_connect(message)
 
     async def join(self, group: str) -> None:
@@ -174,6 +184,12 @@ class HubConsumer(AsyncWebsocketConsumer):
             self.closing = True
         finally:
             self.writer = None
+
+    def rate_allows(self) -> bool:
+        """Spend one of this socket's message tokens, if it has one."""
+        if self.bucket is None:
+            self.bucket = TokenBucket(settings.CHAT_RATE_PER_SECOND, settings.CHAT_RATE_BURST)
+        return self.bucket.take()
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         """Send one frame to this socket now."""

@@ -104,7 +104,7 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
         limit = settings.CHAT_MESSAGE_MAX_LENGTH
         if len(body) > limit:
             raise ClientError("body_too_long", f"Messages are limited to {limit} characters.")
-        if not self.bucket.take():
+        if not self.rate_allows():
             raise ClientError(
                 "rate_limited", "You are sending too fast; this message was not sent."
             )

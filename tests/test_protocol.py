@@ -6,11 +6,14 @@ from datetime import datetime
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
+from chatproject.asgi import application
 from rooms.models import Message
 from rooms.services import message_create
 
+from .conftest import session_cookie
 from .factories import messages_make, room_make
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -225,3 +228,25 @@ async def test_message_from_a_service_call_reaches_connected_sockets(connect, al
     socket = await connect(f"/ws/rooms/{room.slug}/", alice)
     await database_sync_to_async(message_create)(room=room, author=alice, body="from code")
     assert (await receive(socket))["body"] == "from code"
+
+
+async def test_a_session_invalidated_by_a_password_change_is_refused_with_4401(
+    connect, alice, room
+):
+    cookie = await database_sync_to_async(session_cookie)(alice)
+
+    def change_password() -> None:
+        alice.set_password("a-brand-new-password-42")
+        alice.save()
+
+    await database_sync_to_async(change_password)()
+    headers = [
+        (b"host", b"localhost"),
+        (b"origin", b"http://localhost"),
+        (b"cookie", f"sessionid={cookie}".encode()),
+    ]
+    socket = WebsocketCommunicator(application, f"/ws/rooms/{room.slug}/", headers=headers)
+    connected, _ = await socket.connect(timeout=5)
+    assert connected
+    assert await socket.receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}
+    await socket.disconnect()
