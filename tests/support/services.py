@@ -33,8 +33,11 @@ def _fail_or_skip(message: str) -> None:
 
 
 def _private_dir(prefix: str) -> Path:
-    """A temporary folder under /tmp (not pytest's, whose parent is private to root)."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
+    """A temporary folder under /tmp (not pytest's, whose parent is private to root).
+
+    /tmp itself rather than $TMPDIR, which may sit in a folder the postgres user cannot enter.
+    """
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp" if os.path.isdir("/tmp") else None))
 
 
 def process_tree(pid: int) -> list[int]:
