@@ -32,6 +32,9 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
                 logger.critical("%s", error)
                 await send({"type": "lifespan.startup.failed", "message": str(error)})
                 return
+            except OSError as error:
+                # A read-only folder must not stop the server; the system check still warns.
+                logger.warning("could not check for other in-memory-layer processes: %s", error)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
