@@ -10,6 +10,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -26,6 +27,8 @@ from .targets import TARGETS
 logger = logging.getLogger("bench")
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Shares of a target's time: the ladders (S2, S4) run several steps, S1 and S3 one each.
+WEIGHTS = {"S1": 1.0, "S2": 3.0, "S3": 1.5, "S4": 3.0}
 PACKAGES = ["Django", "channels", "channels-redis", "uvicorn", "websockets", "uvloop", "orjson"]
 
 
@@ -56,8 +59,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_target(
-    name: str, scenarios: list[str], timing: Timing, log_dir: Path, quiet_wait: float = 0
+    name: str,
+    scenarios: list[str],
+    timing: Timing,
+    log_dir: Path,
+    deadline: float,
+    quiet_wait: float = 0,
 ) -> dict[str, Any]:
     """Start one target, run the scenarios on a fresh server process each, and stop it."""
     out: dict[str, Any] = {"machine_busy_before_pct": wait_quiet(quiet_wait)}
@@ -67,12 +79,20 @@ def run_target(
             out["setup_s"] = time.monotonic() - started
             out["workers"] = running.workers
             for index, scenario in enumerate(scenarios):
+                now = time.monotonic()
+                if now > deadline:
+                    out[scenario] = {"error": "skipped: out of the run's time budget"}
+                    continue
+                # Ladders stop climbing at the end of the scenario's share of the target's time.
+                weights = [WEIGHTS[s] for s in scenarios[index:]]
+                share = (deadline - now) * weights[0] / sum(weights)
+                scenario_timing = dataclasses.replace(timing, deadline=now + share)
                 if index:
                     running.restart()
                 logger.info("%s: %s", name, scenario)
                 begun = time.monotonic()
                 try:
-                    out[scenario] = SCENARIOS[scenario](running, timing)
+                    out[scenario] = SCENARIOS[scenario](running, scenario_timing)
                 except Exception as exc:
                     logger.exception("%s %s failed", name, scenario)
                     out[scenario] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -98,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", type=int, help="load-generator processes (default 2)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
+        "--budget",
+        type=float,
+        default=540,
+        help="seconds for the whole run; ladders stop climbing when a target's share is spent",
+    )
+    parser.add_argument(
         "--quiet-wait",
         type=float,
         default=0,
@@ -111,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"duration": args.duration, "s3_clients": args.s3_clients, "procs": args.procs}
     timing = dataclasses.replace(timing, **{k: v for k, v in overrides.items() if v is not None})
     raise_nofile()  # every server and load-generator process inherits the raised limit
+    # Servers run in sessions of their own, so a SIGTERM to this process would not reach them:
+    # turn it into an exception, and every ``with`` block stops what it started.
+    signal.signal(signal.SIGTERM, _terminate)
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -123,10 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {},
     }
     begun = time.monotonic()
-    for name in args.targets:
-        logger.info("target %s", name)
+    for index, name in enumerate(args.targets):
+        # Each target gets an even share of what is left of the budget.
+        share = (begun + args.budget - time.monotonic()) / (len(args.targets) - index)
+        logger.info("target %s (%.0fs)", name, share)
         results["targets"][name] = run_target(
-            name, args.scenarios, timing, log_dir, args.quiet_wait
+            name, args.scenarios, timing, log_dir, time.monotonic() + share, args.quiet_wait
         )
     results["elapsed_s"] = time.monotonic() - begun
 

@@ -41,6 +41,7 @@ class Timing:
     s4_rates: tuple[float, ...] = (0.125, 0.5, 2, 8)
     refine: int = 2  # bisection steps between the last good and the first bad rate
     procs: int = 2  # load-generator processes
+    deadline: float | None = None  # time.monotonic() after which ladders stop climbing
 
     def needs(self) -> Needs:
         """Users and rooms a target must have for every scenario."""
@@ -133,7 +134,7 @@ def _ladder(
             logger.info("%s rate %.2f failed beside other work; again", running.name, rate)
             result["retried"] = True
             steps.append(result)
-            wait_quiet(30)
+            wait_quiet(15)
             return step(rate, retry=False)
         steps.append(result)
         logger.info(
@@ -147,19 +148,29 @@ def _ladder(
         )
         return result["sustained"]
 
+    def late() -> bool:
+        if timing.deadline is not None and time.monotonic() > timing.deadline:
+            logger.warning("%s: out of time; stopping the ladder here", running.name)
+            return True
+        return False
+
     good: float | None = None
     bad: float | None = None
     for rate in rates:
+        if late():
+            break
         if step(rate):
             good = rate
         else:
             bad = rate
             break
-    if good is None and bad is not None:
+    if good is None and bad is not None and not late():
         good_try = bad / 4
         if step(good_try):
             good = good_try
     for _ in range(timing.refine if good is not None and bad is not None else 0):
+        if late():
+            break
         middle = (good * bad) ** 0.5  # type: ignore[operator]
         if step(middle):
             good = middle
