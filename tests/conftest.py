@@ -13,6 +13,22 @@ from django.test import Client
 from chatproject.asgi import application
 
 from .factories import room_make, user_create
+from .support.browser import chromium
+from .support.server import live_server
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The real server (uvicorn) on a fresh SQLite database, shared by a module's tests."""
+    with live_server() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, shared by a module's tests."""
+    with chromium() as running:
+        yield running
 
 
 @pytest.fixture

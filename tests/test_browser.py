@@ -4,22 +4,9 @@ import os
 
 import pytest
 
-from .support.browser import chromium
-from .support.server import PASSWORD, live_server
+from .support.server import PASSWORD
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
-
-
-@pytest.fixture(scope="module")
-def server():
-    with live_server() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as running:
-        yield running
 
 
 def sign_up(page, base_url: str, username: str) -> None:

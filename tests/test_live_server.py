@@ -6,15 +6,9 @@ import json
 import pytest
 import websockets
 
-from .support.server import cookie_header, live_server, room_create, signup
+from .support.server import cookie_header, room_create, signup
 
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture(scope="module")
-def server():
-    with live_server() as running:
-        yield running
 
 
 async def open_socket(server, client, path: str, after: int | None = None):

@@ -2,8 +2,7 @@
 
 import pytest
 
-from .support.browser import chromium
-from .support.server import PASSWORD, live_server, manage
+from .support.server import PASSWORD, manage
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 
@@ -29,18 +28,6 @@ Object.defineProperty(document, "visibilityState", {
   get: function () { return window.__hidden ? "hidden" : "visible"; },
 });
 """
-
-
-@pytest.fixture(scope="module")
-def server():
-    with live_server() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as running:
-        yield running
 
 
 def sign_up(page, base_url: str, username: str) -> None:
