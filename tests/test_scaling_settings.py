@@ -156,12 +156,15 @@ async def main():
     print("received", message["seq"])
 
 asyncio.run(main())
+from django.core.cache import cache
+cache.set("probe", "cached", 30)
+print(cache.get("probe"))
 """
 
 
 @pytest.mark.server
 @pytest.mark.parametrize("kind", ["core", "pubsub"])
-def test_a_unix_socket_redis_url_carries_events(kind):
+def test_a_unix_socket_redis_url_carries_events_and_the_cache(kind):
     with redis_server() as server:
         env = server_env(REDIS_URL=server.unix_url, REDIS_CHANNEL_LAYER=kind)
         result = subprocess.run(
@@ -172,4 +175,5 @@ def test_a_unix_socket_redis_url_carries_events(kind):
             text=True,
             timeout=60,
         )
-    assert result.stdout.strip().splitlines()[-1:] == ["received 1"], result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()[-2:]
+    assert lines == ["received 1", "cached"], result.stderr[-2000:]
