@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from .support.server import PASSWORD
+from .support.server import PASSWORD, manage
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 
@@ -87,3 +87,36 @@ def test_message_written_while_the_server_is_down_is_sent_after_reconnect(server
     page.wait_for_selector("#messages li:not(.pending) .body >> text=written offline")
     assert page.locator("#messages li.pending").count() == 0
     assert bodies(page) == ["written offline"]
+
+
+LOSE_A_MESSAGE = """
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import F
+from rooms.models import Message, Room
+
+# Stored like any message, but never broadcast: the live path "lost" it.
+with transaction.atomic():
+    Room.objects.filter(slug="gap-room").update(last_seq=F("last_seq") + 1)
+    room = Room.objects.get(slug="gap-room")
+    author = get_user_model().objects.get(username="grace")
+    Message.objects.create(room=room, author=author, seq=room.last_seq, body="lost on the way")
+"""
+
+
+def test_a_frame_lost_by_the_live_path_is_fetched_when_the_next_one_shows_the_gap(server, browser):
+    page = browser.new_context().new_page()
+    sign_up(page, server.url, "grace")
+    page.fill("input[name=name]", "Gap Room")
+    page.click("text=Create room")
+    page.wait_for_selector("#status.status-open")
+    send(page, "first")
+    page.wait_for_selector("#messages li .body >> text=first")
+
+    manage(server.env, "shell", "-c", LOSE_A_MESSAGE)
+    send(page, "third")
+    page.wait_for_selector("#messages li .body >> text=third")
+    page.wait_for_selector("#messages li .body >> text=lost on the way")
+    assert bodies(page) == ["first", "lost on the way", "third"]
+    seqs = page.locator("#messages li").evaluate_all("items => items.map(i => i.dataset.seq)")
+    assert seqs == ["1", "2", "3"]
