@@ -84,6 +84,17 @@ async def connect():
             pass
 
 
+async def joined(communicator: WebsocketCommunicator) -> None:
+    """Wait until a room socket has joined its room.
+
+    A socket is accepted before it joins (a client catches up with ``?after=``), so a test that
+    stores a message without going through a socket first waits for an answered ``sync``.
+    """
+    await communicator.send_json_to({"type": "sync", "after": 2**62})
+    while (await communicator.receive_json_from(timeout=5))["type"] != "synced":
+        pass
+
+
 def cookie_header(user) -> str:
     """``Cookie:`` header value carrying ``user``'s session."""
     cookies = SimpleCookie()

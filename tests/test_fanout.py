@@ -12,6 +12,7 @@ from realtime.events import room_group
 from realtime.hub import Hub, get_hub
 from rooms.services import message_create
 
+from .conftest import joined
 from .factories import user_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -20,6 +21,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 async def test_a_process_joins_a_rooms_group_once_whatever_its_socket_count(connect, room):
     users = [await database_sync_to_async(user_create)() for _ in range(5)]
     sockets = [await connect(f"/ws/rooms/{room.slug}/", user) for user in users]
+    for socket in sockets:
+        await joined(socket)
     layer = get_channel_layer()
     assert len(layer.groups[room_group(room.pk)]) == 1
     for socket in sockets:
@@ -32,6 +35,8 @@ async def test_a_burst_beyond_the_layers_default_capacity_reaches_every_socket(c
     """The tutorial design loses messages past 100 queued per socket; this one loses none."""
     users = [await database_sync_to_async(user_create)() for _ in range(30)]
     sockets = [await connect(f"/ws/rooms/{room.slug}/", user) for user in users]
+    for socket in sockets:
+        await joined(socket)
 
     def burst() -> None:
         for i in range(250):
@@ -49,9 +54,8 @@ async def test_a_socket_that_falls_behind_is_closed_without_holding_back_the_roo
 ):
     slow = await connect(f"/ws/rooms/{room.slug}/", alice)
     fast = await connect(f"/ws/rooms/{room.slug}/", bob)
-    for socket in (slow, fast):  # a sync is answered once the socket has joined its room
-        await socket.send_json_to({"type": "sync", "after": 0})
-        assert json.loads(await socket.receive_from(timeout=5))["type"] == "synced"
+    for socket in (slow, fast):
+        await joined(socket)
     # Alice's client stops reading: her writes wait, as when a socket's buffers are full.
     stalled = next(c for c in get_hub().groups[room_group(room.pk)] if c.user == alice)
     release = asyncio.Event()

@@ -13,7 +13,7 @@ from chatproject.asgi import application
 from rooms.models import Message
 from rooms.services import message_create
 
-from .conftest import session_cookie
+from .conftest import joined, session_cookie
 from .factories import messages_make, room_make
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -226,6 +226,7 @@ async def test_foreign_origin_is_refused(connect, alice, room):
 
 async def test_message_from_a_service_call_reaches_connected_sockets(connect, alice, room):
     socket = await connect(f"/ws/rooms/{room.slug}/", alice)
+    await joined(socket)
     await database_sync_to_async(message_create)(room=room, author=alice, body="from code")
     assert (await receive(socket))["body"] == "from code"
 
