@@ -16,6 +16,7 @@ from notifications.services import notifications_mark_read, notify
 from notifications.validators import validate_link
 from rooms.services import message_create
 
+from .conftest import joined
 from .factories import user_create
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -428,6 +429,7 @@ async def test_a_recovering_hub_resyncs_a_room_socket_once_not_once_per_group(co
     from realtime.hub import get_hub
 
     socket = await connect(f"/ws/rooms/{room.slug}/", alice)
+    await joined(socket)
     await database_sync_to_async(message_create)(room=room, author=alice, body="stored")
     assert (await receive(socket))["seq"] == 1
     consumer = next(iter(get_hub().groups[f"room-{room.pk}"]))
