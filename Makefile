@@ -28,7 +28,8 @@ serve: install
 	       "the in-memory channel layer cannot cross processes. Or use WORKERS=1." >&2; exit 2; fi
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(VENV)/bin/uvicorn chatproject.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS)
+	$(VENV)/bin/uvicorn chatproject.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) \
+	  --ws-per-message-deflate false
 
 ## Lint, format check, then every test (installs the system programs the tests start).
 test: install
