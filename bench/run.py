@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget",
         type=float,
-        default=540,
+        default=480,
         help="seconds for the whole run; ladders stop climbing when a target's share is spent",
     )
     parser.add_argument(
