@@ -69,6 +69,15 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _below(scenario: dict[str, Any], key: str) -> str:
+    """For a ladder with no sustained step: under the least offered load that was tried."""
+    steps = scenario.get("steps") or []
+    if not steps:
+        return "-"
+    offered = "offered_deliveries_per_s" if key == "deliveries_per_s" else "messages_per_s"
+    return f"< {min(s[offered] for s in steps):,.0f}"
+
+
 def _cpu(step: dict[str, Any]) -> str:
     server = step["server_cpu_pct"] + sum(step.get("services_cpu_pct", {}).values())
     return f"{server:.0f} / {step['loadgen_cpu_pct']:.0f} / {step.get('other_cpu_pct', 0):.0f}"
@@ -94,7 +103,7 @@ def _row(name: str, data: dict[str, Any]) -> str:
             _cpu(best2),
         ]
     else:
-        cells += ["0" if s2.get("steps") else "-", "-", "-"]
+        cells += [_below(s2, "deliveries_per_s"), "-", "-"]
     if s3 and "error" not in s3:
         conns = s3["connections"]
         cells += [f"{conns['opened']:,} / {conns['attempted']:,}", _fmt(s3["rss_per_conn_kib"], 1)]
@@ -109,7 +118,7 @@ def _row(name: str, data: dict[str, Any]) -> str:
             _cpu(best4),
         ]
     else:
-        cells += ["0" if s4.get("steps") else "-", "-", "-"]
+        cells += [_below(s4, "messages_per_s"), "-", "-"]
     return "| " + " | ".join(cells) + " |"
 
 
