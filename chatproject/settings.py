@@ -202,7 +202,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "realtime.layers.InMemoryChannelLayer",
             # Each process subscribes once per group through realtime.hub, so one queue per
             # process carries every room; a large capacity keeps bursts from being dropped.
             "CONFIG": {"capacity": 100_000, "expiry": 60},

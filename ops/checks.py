@@ -2,16 +2,24 @@
 
 from typing import Any
 
+from channels.layers import InMemoryChannelLayer
 from django.conf import settings
 from django.core import checks
+from django.utils.module_loading import import_string
 
-IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+
+def in_memory_layer_used() -> bool:
+    """Whether the default channel layer is Channels' in-memory layer (or a subclass of it)."""
+    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND")
+    try:
+        return issubclass(import_string(backend), InMemoryChannelLayer)
+    except (ImportError, TypeError):
+        return False
 
 
 def in_memory_layer_in_production(**kwargs: Any) -> list[checks.CheckMessage]:
     """Warn when production settings (DEBUG off) use the in-memory channel layer."""
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND")
-    if settings.DEBUG or backend != IN_MEMORY_LAYER:
+    if settings.DEBUG or not in_memory_layer_used():
         return []
     return [
         checks.Warning(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from .checks import IN_MEMORY_LAYER
+from .checks import in_memory_layer_used
 
 _held: list[int] = []
 
@@ -40,8 +40,7 @@ def in_memory_layer_claim() -> None:
     Raises ``SeveralProcessesError`` when another live process holds the claim. Does nothing
     with any other layer, or when this process already holds it.
     """
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND")
-    if backend != IN_MEMORY_LAYER or _held:
+    if not in_memory_layer_used() or _held:
         return
     path = _lock_path()
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

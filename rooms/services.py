@@ -1,8 +1,9 @@
 """Writes of rooms and messages; each write announces itself through ``rooms.events``."""
 
+from datetime import datetime
+
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -47,15 +48,30 @@ def room_join(*, room: Room, user: AbstractBaseUser) -> None:
         Membership.objects.bulk_create([Membership(room=room, user=user)], ignore_conflicts=True)
 
 
+def _seq_take(room_id: int, now: datetime) -> int:
+    """Advance the room's ``last_seq`` and return it, in one statement.
+
+    The UPDATE takes the room's row lock (the write lock on SQLite) until the transaction ends,
+    so concurrent writers get consecutive seqs instead of colliding. ``RETURNING`` (SQLite 3.35+,
+    PostgreSQL) saves the separate read; the ORM has no UPDATE ... RETURNING.
+    """
+    table = connection.ops.quote_name(Room._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + 1, last_activity = %s "
+            "WHERE id = %s RETURNING last_seq",
+            [connection.ops.adapt_datetimefield_value(now), room_id],
+        )
+        return cursor.fetchone()[0]
+
+
 def message_create(*, room: Room, author: AbstractBaseUser, body: str) -> Message:
     """Store a message with the room's next seq and broadcast it after commit."""
     now = timezone.now()
     with transaction.atomic():
-        # The UPDATE takes the room's row lock (the write lock on SQLite) before seq is read,
-        # so concurrent writers get consecutive seqs instead of colliding.
-        Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") + 1, last_activity=now)
-        seq = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
-        message = Message.objects.create(room=room, author=author, seq=seq, body=body, created=now)
+        seq = _seq_take(room.pk, now)
+        message = Message(room=room, author=author, seq=seq, body=body, created=now)
+        message.save(force_insert=True)
         events.message_created(message)
         if "@" in body:  # keeps the hot path free of mention work
             mentions_notify(message)
