@@ -42,7 +42,9 @@ lint: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+## The benchmark (bench/, docs/performance.md): about 8 minutes; run it on an idle machine.
 bench: install
+	$(PY) -m pip install --quiet -e ".[bench]"
 	bash scripts/system-deps.sh
 	$(PY) -m bench.run
 
