@@ -9,7 +9,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from realtime.consumers import CLOSE_UNAUTHENTICATED, HubConsumer
+from realtime.consumers import HubConsumer
 from realtime.events import EVERYONE_GROUP, frame_dumps, user_group
 
 from . import events, selectors
@@ -135,10 +135,7 @@ class NotificationConsumer(NotificationsMixin, HubConsumer):
 
     async def connect(self) -> None:
         """Called when the socket opens: check the user, join, send the unread count."""
-        self.user = self.scope["user"]
-        await self.accept()
-        if not self.user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+        if not await self.accept_user():
             return
         await self.notifications_join()
         # Queued behind anything already delivered, so the client's count ends up current.

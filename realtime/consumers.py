@@ -104,6 +104,15 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.frame_send = self.base_send
         await super().websocket_connect(message)
 
+    async def accept_user(self) -> bool:
+        """Accept the handshake, then close with 4401 unless the socket's user is logged in."""
+        self.user = self.scope["user"]
+        await self.accept()
+        if not self.user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return False
+        return True
+
     async def join(self, group: str) -> None:
         """Receive ``group``'s events from now on."""
         await get_hub().subscribe(group, self)

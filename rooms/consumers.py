@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from notifications.consumers import NotificationsMixin
-from realtime.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, ClientError, HubConsumer
+from realtime.consumers import CLOSE_NOT_FOUND, ClientError, HubConsumer
 from realtime.events import room_group
 
 from . import selectors, services
@@ -45,10 +45,7 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
 
     async def connect(self) -> None:
         """Called when the socket opens: check who and where, join, then catch up."""
-        self.user = self.scope["user"]
-        await self.accept()
-        if not self.user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+        if not await self.accept_user():
             return
         self.room = await _room_get(self.scope["url_route"]["kwargs"]["slug"])
         if self.room is None:

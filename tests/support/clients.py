@@ -122,17 +122,7 @@ class ChatClient:
 
     async def wait_for(self, seq: int, timeout: float) -> bool:
         """Wait until this client has every message up to ``seq``."""
-        deadline = time.monotonic() + timeout
-        while self.last_seq < seq:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                return self.last_seq >= seq
-        return True
+        return await self.wait_until(lambda client: client.last_seq >= seq, timeout)
 
     async def wait_until(self, condition, timeout: float) -> bool:
         """Wait until ``condition(self)`` holds."""
