@@ -5,13 +5,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from rooms.models import Room
 
 from .models import Notification
+from .selectors import active_user_ids
 from .services import notification_clean, notify
 
 AUDIENCES = [
@@ -56,17 +56,12 @@ class NotificationSendForm(forms.ModelForm):
             if not names:
                 self.add_error("usernames", "Name at least one user.")
             else:
-                found = dict(
-                    get_user_model()
-                    .objects.filter(username__in=names, is_active=True)
-                    .values_list("username", "pk")
-                )
-                unknown = [n for n in names if n not in found]
+                user_ids, unknown = active_user_ids(usernames=names)
                 if unknown:
                     self.add_error(
                         "usernames", f"Unknown or inactive user(s): {', '.join(unknown)}."
                     )
-                data["user_ids"] = list(found.values())
+                data["user_ids"] = user_ids
         elif audience == "room" and data.get("target_room") is None:
             self.add_error("target_room", "Choose a room.")
         return data

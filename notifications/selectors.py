@@ -1,5 +1,6 @@
 """Reads of notifications."""
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Max, QuerySet
 
@@ -26,3 +27,13 @@ def deliveries_of(*, user: AbstractBaseUser) -> QuerySet[Delivery]:
         .select_related("notification")
         .order_by("-notification_id")
     )
+
+
+def active_user_ids(*, usernames: list[str]) -> tuple[list[int], list[str]]:
+    """Ids of the active users with these names, and the names that match no active user."""
+    found = dict(
+        get_user_model()
+        .objects.filter(username__in=usernames, is_active=True)
+        .values_list("username", "pk")
+    )
+    return list(found.values()), [name for name in usernames if name not in found]

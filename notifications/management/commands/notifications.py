@@ -2,13 +2,13 @@
 
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from notifications.models import Notification
+from notifications.selectors import active_user_ids
 from notifications.services import BATCH_SIZE, notify
+from ops.checks import in_memory_layer_used
 from rooms.models import Room
 
 BAR_WIDTH = 30
@@ -74,7 +74,7 @@ class Command(BaseCommand):
                 f"Notification #{result.notification.pk} sent to {users_text(result.recipients)}."
             )
         )
-        if settings.CHANNEL_LAYERS["default"]["BACKEND"].endswith("InMemoryChannelLayer"):
+        if in_memory_layer_used():
             self.stderr.write(
                 self.style.WARNING(
                     "The channel layer is in-memory (REDIS_URL is not set), so a separate "
@@ -84,15 +84,10 @@ class Command(BaseCommand):
             )
 
     def _users(self, names: list[str]) -> list[int]:
-        found = dict(
-            get_user_model()
-            .objects.filter(username__in=names, is_active=True)
-            .values_list("username", "pk")
-        )
-        unknown = [name for name in names if name not in found]
+        user_ids, unknown = active_user_ids(usernames=names)
         if unknown:
             raise CommandError(f"Unknown or inactive user(s): {', '.join(unknown)}.")
-        return list(found.values())
+        return user_ids
 
     def _progress(self, done: int, total: int) -> None:
         # Only long runs get a bar: a handful of users is done before it would show.
