@@ -60,12 +60,15 @@ def audience_users(
 ) -> QuerySet:
     """Active users of an audience: chosen ``users``, a ``room``'s members, or everyone.
 
-    A room's members are the users who have posted in it or joined it (opened or created it).
+    A public room's members are the users who have posted in it or joined it (opened or
+    created it); a private room's or a direct conversation's are its members, and only they.
     """
     active = get_user_model().objects.filter(is_active=True)
     if users is not None:
         ids = {user if isinstance(user, int) else user.pk for user in users}
         return active.filter(pk__in=ids)
+    if room is not None and room.kind != Room.Kind.PUBLIC:
+        return active.filter(Exists(Membership.objects.filter(room=room, user=OuterRef("pk"))))
     if room is not None:
         posted = Message.objects.filter(room=room, author=OuterRef("pk"))
         joined = Membership.objects.filter(room=room, user=OuterRef("pk"))
@@ -238,20 +241,26 @@ def mentions_notify(message: Message) -> NotifyResult | None:
     names = mentioned_usernames(message.body)
     if not names:
         return None
+    room = message.room
+    candidates = get_user_model().objects.filter(username__in=names, is_active=True)
+    if room.kind != Room.Kind.PUBLIC:
+        # Only those who can read the room: a mention must not reveal it to anyone else.
+        candidates = candidates.filter(
+            Exists(Membership.objects.filter(room=room, user=OuterRef("pk")))
+        )
     mentioned = list(
-        get_user_model()
-        .objects.filter(username__in=names, is_active=True)
-        .exclude(pk=message.author_id)
-        .values_list("pk", flat=True)[:MENTIONS_PER_MESSAGE]
+        candidates.exclude(pk=message.author_id).values_list("pk", flat=True)[
+            :MENTIONS_PER_MESSAGE
+        ]
     )
     if not mentioned:
         return None
-    room = message.room
     body = " ".join(message.body.split())
     if len(body) > EXCERPT_LENGTH:
         body = body[: EXCERPT_LENGTH - 1] + "…"
     return notify(
-        text=f"{message.author.get_username()} mentioned you in {room.name}: {body}",
+        text=f"{message.author.get_username()} mentioned you in {room.name or 'a conversation'}: "
+        f"{body}",
         link=f"{room.get_absolute_url()}#message-{message.seq}",
         sender=message.author,
         users=mentioned,

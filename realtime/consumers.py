@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 # Close codes (4000-4999 are the application's own).
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_SLOW = 4008
 
@@ -145,11 +146,18 @@ class HubConsumer(AsyncWebsocketConsumer):
             # A socket that cannot keep up must not hold back the room or grow without bound;
             # it reconnects with ?after=<seq> and catches up from the database.
             logger.warning("closing a socket %d frames behind", len(self.backlog))
-            self.closing = True
-            self.backlog.clear()
-            self.closer = asyncio.ensure_future(self.close(code=CLOSE_TOO_SLOW))
+            self.close_soon(CLOSE_TOO_SLOW)
             return
         self.backlog.append((seq, frame))
+
+    def close_soon(self, code: int) -> None:
+        """Stop writing to this socket and close it with ``code``."""
+        if self.closing:
+            return
+        self.closing = True
+        if self.backlog is not None:
+            self.backlog.clear()
+        self.closer = asyncio.ensure_future(self.close(code=code))
 
     def _fresh(self, seq: int | None) -> bool:
         """False for a live frame a catch-up already sent; notes the seq of the others."""

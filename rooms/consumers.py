@@ -1,4 +1,8 @@
-"""The room socket, ``/ws/rooms/<slug>/``: see docs/protocol.md for the contract."""
+"""The room socket, ``/ws/rooms/<slug>/``: see docs/protocol.md for the contract.
+
+The consumer parses frames and checks who is asking; ``rooms.services`` makes every change and
+``rooms.selectors`` decides who may read what.
+"""
 
 import asyncio
 from typing import Any
@@ -8,36 +12,90 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from notifications.consumers import NotificationsMixin
-from realtime.consumers import CLOSE_NOT_FOUND, ClientError, HubConsumer
+from realtime.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, ClientError, HubConsumer
 from realtime.events import room_group
 
-from . import selectors, services
-from .events import message_payload
+from . import events, selectors, services
 from .models import Message, Room
 
-
-@database_sync_to_async
-def _room_get(slug: str) -> Room | None:
-    return Room.objects.filter(slug=slug).first()
+SEQ_MAX = 2**63 - 1
 
 
 @database_sync_to_async
-def _message_create(room: Room, author: Any, body: str) -> None:
-    services.message_create(room=room, author=author, body=body)
+def _room_get(user: Any, slug: str) -> Room | None:
+    return selectors.room_readable_get(user=user, slug=slug)
+
+
+def _message_get(room: Room, message_id: Any) -> Message:
+    message = selectors.message_in_room(room=room, message_id=message_id)
+    if message is None or message.deleted is not None:
+        raise services.ChangeRefused("not_found", "No such message in this room.")
+    return message
+
+
+def _state_frames(message: Message) -> list[dict[str, Any]]:
+    """A message's current state as frames: itself, and its tombstone if it was deleted."""
+    message.refresh_from_db()
+    frame = events.message_payload(message, selectors.reactions_state(message))
+    if message.deleted is None:
+        return [frame]
+    return [frame, events.deleted_payload(message)]
 
 
 @database_sync_to_async
-def _history(room_id: int, after: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
-    messages: list[Message] = selectors.messages_after(
-        room_id=room_id, after=after, limit=limit + 1
+def _message_create(
+    room: Room, author: Any, body: str, client_id: str | None, reply_to: Any
+) -> list[dict[str, Any]]:
+    """Store a message; returns the frames this socket gets beyond the broadcast (a retry's
+    original)."""
+    parent = _message_get(room, reply_to) if reply_to is not None else None
+    message, created = services.message_post(
+        room=room, author=author, body=body, client_id=client_id, reply_to=parent
     )
-    return [message_payload(m) for m in messages[:limit]], len(messages) > limit
+    return [] if created else _state_frames(message)
+
+
+@database_sync_to_async
+def _message_edit(room: Room, user: Any, message_id: Any, body: str) -> None:
+    services.message_edit(message=_message_get(room, message_id), user=user, body=body)
+
+
+@database_sync_to_async
+def _message_delete(room: Room, user: Any, message_id: Any) -> None:
+    services.message_delete(message=_message_get(room, message_id), user=user)
+
+
+@database_sync_to_async
+def _reaction_set(room: Room, user: Any, message_id: Any, emoji: str, on: bool) -> None:
+    services.reaction_set(message=_message_get(room, message_id), user=user, emoji=emoji, on=on)
+
+
+@database_sync_to_async
+def _history(room_id: int, after: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
+    messages, last, more = selectors.changes_after(room_id=room_id, after=after, limit=limit)
+    frames: list[dict[str, Any]] = []
+    for message in messages:
+        frames += events.catchup_frames(message, after, selectors.reactions_state(message))
+    return frames, last, more
 
 
 def _parse_seq(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEQ_MAX:
         raise ClientError("invalid_after", '"after" must be a non-negative integer seq.')
     return value
+
+
+def _parse_body(frame: dict[str, Any]) -> str:
+    body = frame.get("body")
+    if not isinstance(body, str):
+        raise ClientError("invalid_body", '"body" must be a string.')
+    body = body.strip()
+    if not body:
+        raise ClientError("empty_body", "The message is empty.")
+    limit = settings.CHAT_MESSAGE_MAX_LENGTH
+    if len(body) > limit:
+        raise ClientError("body_too_long", f"Messages are limited to {limit} characters.")
+    return body
 
 
 class RoomConsumer(NotificationsMixin, HubConsumer):
@@ -47,7 +105,8 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
         """Called when the socket opens: check who and where, join, then catch up."""
         if not await self.accept_user():
             return
-        self.room = await _room_get(self.scope["url_route"]["kwargs"]["slug"])
+        # A room the user may not read closes exactly like an unknown one: nothing is sent.
+        self.room = await _room_get(self.user, self.scope["url_route"]["kwargs"]["slug"])
         if self.room is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
@@ -55,10 +114,10 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         if query.get("after"):
             try:
-                after = max(0, int(query["after"][0]))
+                after = min(SEQ_MAX, max(0, int(query["after"][0])))
             except ValueError:
                 after = 0
-        # Join first, then read the database: a message stored in between is then in the
+        # Join first, then read the database: a change stored in between is then in the
         # catch-up or in the outbox or both, and the writer drops the copy (skip_through).
         await self.join(room_group(self.room.pk))
         if "after" in query:
@@ -68,44 +127,82 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
         await self.notifications_join()
 
     async def send_history(self, after: int) -> int:
-        """Send the stored messages after ``after`` (capped) and a ``synced`` frame.
+        """Send every change after ``after`` (capped) and a ``synced`` frame.
 
-        Returns the last seq sent.
+        Returns the seq the client is then current to.
         """
-        payloads, more = await _history(self.room.pk, after, settings.CHAT_SYNC_LIMIT)
-        for payload in payloads:
-            await self.send_json(payload)
-        last = payloads[-1]["seq"] if payloads else after
+        frames, last, more = await _history(self.room.pk, after, settings.CHAT_SYNC_LIMIT)
+        for frame in frames:
+            await self.send_json(frame)
         self.last_seq = max(self.last_seq, last)
         await self.send_json({"type": "synced", "last_seq": last, "more": more})
         return last
 
     async def receive_frame(self, frame: dict[str, Any]) -> None:
-        """Handle a client frame: ``message`` or ``sync``."""
+        """Handle a client frame: a change (``message``, ``edit``, ``delete``, ``react``) or
+        ``sync``."""
         kind = frame["type"]
-        if kind == "message":
-            await self.receive_message(frame)
-        elif kind == "sync":
+        if kind == "sync":
             await self.send_history(_parse_seq(frame.get("after")))
-        else:
+            return
+        handler = self.changes.get(kind)
+        if handler is None:
             raise ClientError("unknown_type", f"Unknown frame type {kind!r}.")
+        try:
+            await handler(self, frame)
+        except services.ChangeRefused as refused:
+            raise ClientError(refused.code, refused.detail) from None
+
+    def rate_check(self) -> None:
+        if not self.rate_allows():
+            raise ClientError(
+                "rate_limited", "You are sending too fast; this change was not made."
+            )
 
     async def receive_message(self, frame: dict[str, Any]) -> None:
         """Store a message from this socket's user; the broadcast echoes it back."""
-        body = frame.get("body")
-        if not isinstance(body, str):
-            raise ClientError("invalid_body", '"body" must be a string.')
-        body = body.strip()
-        if not body:
-            raise ClientError("empty_body", "The message is empty.")
-        limit = settings.CHAT_MESSAGE_MAX_LENGTH
-        if len(body) > limit:
-            raise ClientError("body_too_long", f"Messages are limited to {limit} characters.")
-        if not self.rate_allows():
-            raise ClientError(
-                "rate_limited", "You are sending too fast; this message was not sent."
-            )
-        await _message_create(self.room, self.user, body)
+        body = _parse_body(frame)
+        client_id = frame.get("client_id")
+        if client_id is not None and not services.client_id_valid(client_id):
+            raise ClientError("invalid_client_id", '"client_id" must be 1-64 of A-Z a-z 0-9 _ -.')
+        self.rate_check()
+        for original in await _message_create(
+            self.room, self.user, body, client_id, frame.get("reply_to")
+        ):
+            await self.send_json(original)
+
+    async def receive_edit(self, frame: dict[str, Any]) -> None:
+        body = _parse_body(frame)
+        self.rate_check()
+        await _message_edit(self.room, self.user, frame.get("id"), body)
+
+    async def receive_delete(self, frame: dict[str, Any]) -> None:
+        self.rate_check()
+        await _message_delete(self.room, self.user, frame.get("id"))
+
+    async def receive_react(self, frame: dict[str, Any]) -> None:
+        emoji, on = frame.get("emoji"), frame.get("on", True)
+        if not services.emoji_valid(emoji):
+            raise ClientError("invalid_emoji", '"emoji" must be one emoji.')
+        if not isinstance(on, bool):
+            raise ClientError("invalid_frame", '"on" must be true or false.')
+        self.rate_check()
+        await _reaction_set(self.room, self.user, frame.get("id"), emoji, on)
+
+    changes = {
+        "message": receive_message,
+        "edit": receive_edit,
+        "delete": receive_delete,
+        "react": receive_react,
+    }
+
+    def deliver_event(self, payload: dict[str, Any]) -> None:
+        """A membership event: the socket of a user who left or was removed closes (4403)."""
+        if payload.get("type") == events.MEMBER_REMOVED:
+            if payload.get("user_id") == self.user.pk and payload.get("room_id") == self.room.pk:
+                self.close_soon(CLOSE_FORBIDDEN)
+            return
+        super().deliver_event(payload)
 
     resync_scheduled = False
 

@@ -1,14 +1,41 @@
-"""Real-time events of rooms: frames built here, sent by ``realtime.events`` after commit."""
+"""Real-time events of rooms: every change's frame is built here, sent by ``realtime.events``
+after commit. Live delivery and catch-up (``catchup_frames``) build frames with the same
+functions, so they cannot disagree."""
 
 from typing import Any
 
-from realtime.events import frame_broadcast, room_group
+from realtime.events import event_broadcast, frame_broadcast, room_group, user_group
 
-from .models import Message
+from .models import Message, Room
+
+EXCERPT_LENGTH = 100
 
 
-def message_payload(message: Message) -> dict[str, Any]:
-    """The wire form of a stored message (docs/protocol.md)."""
+def _iso(moment) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+
+
+def reply_payload(parent: Message | None) -> dict[str, Any] | None:
+    """What a reply shows of its parent: author, seq and a short excerpt."""
+    if parent is None:
+        return None
+    text = " ".join(parent.body.split())
+    if len(text) > EXCERPT_LENGTH:
+        text = text[: EXCERPT_LENGTH - 1] + "…"
+    return {
+        "id": parent.pk,
+        "seq": parent.seq,
+        "user": parent.author.get_username(),
+        "excerpt": text,
+        "deleted": parent.deleted is not None,
+    }
+
+
+def message_payload(
+    message: Message, reactions: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """The wire form of a stored message in its current state (docs/protocol.md)."""
+    parent = message.reply_to if message.reply_to_id is not None else None
     return {
         "type": "message",
         "id": message.pk,
@@ -16,10 +43,93 @@ def message_payload(message: Message) -> dict[str, Any]:
         "room": message.room.slug,
         "user": message.author.get_username(),
         "body": message.body,
-        "created": message.created.isoformat().replace("+00:00", "Z"),
+        "created": _iso(message.created),
+        "client_id": message.client_id,
+        "reply_to": message.reply_to_id,
+        "reply": reply_payload(parent),
+        "edited": _iso(message.edited),
+        "reactions": reactions or {},
     }
+
+
+def edited_payload(message: Message) -> dict[str, Any]:
+    return {
+        "type": "message.edited",
+        "id": message.pk,
+        "seq": message.changed_seq,
+        "body": message.body,
+        "edited": _iso(message.edited),
+    }
+
+
+def deleted_payload(message: Message) -> dict[str, Any]:
+    return {"type": "message.deleted", "id": message.pk, "seq": message.changed_seq}
+
+
+def reactions_payload(message: Message, reactions: dict[str, list[str]]) -> dict[str, Any]:
+    return {
+        "type": "reactions",
+        "id": message.pk,
+        "seq": message.changed_seq,
+        "reactions": reactions,
+    }
+
+
+def catchup_frames(
+    message: Message, after: int, reactions: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    """The frames that bring a client holding the room at seq ``after`` to ``message``'s
+    current state (the message changed after ``after``)."""
+    if message.deleted is not None:
+        return [deleted_payload(message)]
+    if message.seq > after:
+        return [message_payload(message, reactions)]
+    frames = [reactions_payload(message, reactions)]
+    if message.edited is not None:
+        frames.insert(0, edited_payload(message))
+    return frames
 
 
 def message_created(message: Message) -> None:
     """Announce a stored message to every socket in its room."""
     frame_broadcast(room_group(message.room_id), message_payload(message), seq=message.seq)
+
+
+def message_edited(message: Message) -> None:
+    frame_broadcast(room_group(message.room_id), edited_payload(message), seq=message.changed_seq)
+
+
+def message_deleted(message: Message) -> None:
+    frame_broadcast(
+        room_group(message.room_id), deleted_payload(message), seq=message.changed_seq
+    )
+
+
+def reactions_changed(message: Message, reactions: dict[str, list[str]]) -> None:
+    frame_broadcast(
+        room_group(message.room_id),
+        reactions_payload(message, reactions),
+        seq=message.changed_seq,
+    )
+
+
+def room_summary(room: Room, title: str) -> dict[str, Any]:
+    """How a rooms list shows a room."""
+    return {"slug": room.slug, "name": title, "kind": room.kind, "url": room.get_absolute_url()}
+
+
+# Hub events of membership (not frames: each socket decides what they mean for it).
+MEMBER_ADDED = "room.added"
+MEMBER_REMOVED = "room.member_removed"
+
+
+def member_added(room: Room, user_id: int, title: str) -> None:
+    """Tell every socket of a newly added member, so their rooms list shows the room live."""
+    event_broadcast(user_group(user_id), {"type": MEMBER_ADDED, "room": room_summary(room, title)})
+
+
+def member_removed(room: Room, user_id: int) -> None:
+    """Tell the room's sockets that a user left or was removed: theirs close (4403)."""
+    event_broadcast(
+        room_group(room.pk), {"type": MEMBER_REMOVED, "room_id": room.pk, "user_id": user_id}
+    )

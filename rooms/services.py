@@ -1,7 +1,16 @@
-"""Writes of rooms and messages; each write announces itself through ``rooms.events``."""
+"""Writes of rooms, members and messages; each write announces itself through ``rooms.events``.
 
+Every change to a room's messages (a new message, an edit, a deletion, a reaction) goes through
+``_change_seq``: it takes the room's next seq in the transaction that stores the change, and the
+change's frame is sent after commit. That is the one path of room changes (docs/protocol.md).
+"""
+
+import re
+import secrets
 from datetime import datetime
 
+import emoji as emoji_lib
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -9,16 +18,35 @@ from django.utils.text import slugify
 
 from notifications.services import mentions_notify
 
-from . import events
-from .models import Membership, Message, Room
+from . import events, selectors
+from .models import Membership, Message, Reaction, Room
+
+DIRECT_MAX_USERS = 8
+CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class RoomNameTaken(Exception):
-    """Another room already has that name."""
+    """Another public room already has that name."""
 
 
-def _unique_slug(name: str) -> str:
-    base = slugify(name, allow_unicode=True)[:90] or "room"
+class ChangeRefused(Exception):
+    """A change to a room that is not allowed; ``code`` is the protocol's error code."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class MembershipRefused(Exception):
+    """A membership change that is not allowed (the message says why)."""
+
+
+def _unique_slug(name: str, *, private: bool = False) -> str:
+    base = slugify(name, allow_unicode=True)[:80] or "room"
+    if private:
+        # A private room's slug says nothing a public room's slug could collide with.
+        base = f"{base}-{secrets.token_hex(4)}"
     slug, n = base, 1
     while Room.objects.filter(slug=slug).exists():
         n += 1
@@ -26,26 +54,108 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
-def room_create(*, name: str, created_by: AbstractBaseUser | None = None) -> Room:
-    """Create a room with a unique slug derived from its name."""
+def room_create(
+    *, name: str, created_by: AbstractBaseUser | None = None, private: bool = False
+) -> Room:
+    """Create a public (or private) room; its creator is its owner and first member."""
     name = name.strip()
-    if Room.objects.filter(name__iexact=name).exists():
+    kind = Room.Kind.PRIVATE if private else Room.Kind.PUBLIC
+    if kind == Room.Kind.PUBLIC and Room.objects.filter(kind=kind, name__iexact=name).exists():
         raise RoomNameTaken(name)
     try:
         with transaction.atomic():
-            room = Room.objects.create(name=name, slug=_unique_slug(name), created_by=created_by)
+            room = Room.objects.create(
+                name=name, slug=_unique_slug(name, private=private), kind=kind, created_by=created_by
+            )
             if created_by is not None:
-                room_join(room=room, user=created_by)
+                Membership.objects.create(room=room, user=created_by)
             return room
     except IntegrityError as exc:  # a concurrent create won the race for the name or slug
         raise RoomNameTaken(name) from exc
 
 
 def room_join(*, room: Room, user: AbstractBaseUser) -> None:
-    """Record that ``user`` joined ``room``; joining again changes nothing."""
+    """Record that ``user`` opened a public room; joining again changes nothing.
+
+    Private rooms and direct conversations are joined only by being added.
+    """
+    if room.kind != Room.Kind.PUBLIC:
+        return
     # A read first: opening a room is frequent, and only the first visit needs a write.
     if not Membership.objects.filter(room=room, user=user).exists():
         Membership.objects.bulk_create([Membership(room=room, user=user)], ignore_conflicts=True)
+
+
+def direct_open(*, users: list[AbstractBaseUser]) -> Room:
+    """The direct conversation of exactly these users, created the first time.
+
+    The same set of users always reaches the same room, from whichever member opens it.
+    """
+    ids = sorted({user.pk for user in users})
+    if not ids or len(ids) > DIRECT_MAX_USERS:
+        raise MembershipRefused(f"A conversation has 1 to {DIRECT_MAX_USERS} people.")
+    key = "-".join(str(i) for i in ids)
+    room = Room.objects.filter(direct_key=key).first()
+    if room is not None:
+        return room
+    try:
+        with transaction.atomic():
+            room = Room.objects.create(
+                kind=Room.Kind.DIRECT,
+                name="",
+                slug=f"dm-{secrets.token_hex(6)}",
+                direct_key=key,
+                created_by=users[0],
+            )
+            Membership.objects.bulk_create([Membership(room=room, user_id=i) for i in ids])
+            for user_id in ids:
+                if user_id != users[0].pk:
+                    events.member_added(room, user_id, _title_for(room, user_id))
+            return room
+    except IntegrityError:  # the other side opened it at the same moment
+        return Room.objects.get(direct_key=key)
+
+
+def _title_for(room: Room, user_id: int) -> str:
+    user = get_user_model()(pk=user_id)
+    return selectors.room_title(room=room, user=user)
+
+
+def member_add(*, room: Room, by: AbstractBaseUser, user: AbstractBaseUser) -> bool:
+    """The owner (or staff) adds ``user`` to a private room; True if they were not a member."""
+    if not selectors.room_can_manage(user=by, room=room):
+        raise MembershipRefused("Only the room's owner can add members.")
+    if not user.is_active:
+        raise MembershipRefused(f"{user.get_username()} cannot be added.")
+    with transaction.atomic():
+        _, created = Membership.objects.get_or_create(room=room, user=user)
+        if created:
+            events.member_added(room, user.pk, room.name)
+    return created
+
+
+def member_remove(*, room: Room, by: AbstractBaseUser, user: AbstractBaseUser) -> bool:
+    """The owner (or staff) removes ``user``; their open sockets of the room close (4403)."""
+    if not selectors.room_can_manage(user=by, room=room):
+        raise MembershipRefused("Only the room's owner can remove members.")
+    return _membership_end(room, user)
+
+
+def member_leave(*, room: Room, user: AbstractBaseUser) -> bool:
+    """``user`` leaves a room; direct conversations have fixed members."""
+    if room.kind == Room.Kind.DIRECT:
+        raise MembershipRefused("A direct conversation's members are fixed.")
+    return _membership_end(room, user)
+
+
+def _membership_end(room: Room, user: AbstractBaseUser) -> bool:
+    if room.kind == Room.Kind.DIRECT:
+        raise MembershipRefused("A direct conversation's members are fixed.")
+    with transaction.atomic():
+        deleted, _ = Membership.objects.filter(room=room, user=user).delete()
+        if deleted and room.kind != Room.Kind.PUBLIC:
+            events.member_removed(room, user.pk)
+    return bool(deleted)
 
 
 def _seq_take(room_id: int, now: datetime) -> int:
@@ -65,14 +175,174 @@ def _seq_take(room_id: int, now: datetime) -> int:
         return cursor.fetchone()[0]
 
 
-def message_create(*, room: Room, author: AbstractBaseUser, body: str) -> Message:
-    """Store a message with the room's next seq and broadcast it after commit."""
+def client_id_valid(client_id: object) -> bool:
+    """Whether ``client_id`` is a valid idempotency key: 1-64 of ``[A-Za-z0-9_-]``."""
+    return isinstance(client_id, str) and CLIENT_ID_RE.fullmatch(client_id) is not None
+
+
+def message_create(
+    *,
+    room: Room,
+    author: AbstractBaseUser,
+    body: str,
+    client_id: str | None = None,
+    reply_to: Message | None = None,
+) -> Message:
+    """Store a message (see ``message_post``); returns it, or the original of a retry."""
+    return message_post(
+        room=room, author=author, body=body, client_id=client_id, reply_to=reply_to
+    )[0]
+
+
+def message_post(
+    *,
+    room: Room,
+    author: AbstractBaseUser,
+    body: str,
+    client_id: str | None = None,
+    reply_to: Message | None = None,
+) -> tuple[Message, bool]:
+    """Store a message with the room's next seq and broadcast it after commit.
+
+    Returns ``(message, created)``. A ``client_id`` the author already used returns the
+    message stored under it, with ``created`` False: nothing is stored or sent again. The
+    database's unique constraint decides, so two sockets on two workers cannot both store it.
+    """
+    if client_id is not None and not client_id_valid(client_id):
+        raise ChangeRefused("invalid_client_id", "client_id must be 1-64 of A-Z a-z 0-9 _ -.")
+    if reply_to is not None and reply_to.room_id != room.pk:
+        raise ChangeRefused("not_found", "No such message in this room.")
     now = timezone.now()
+    try:
+        with transaction.atomic():
+            seq = _seq_take(room.pk, now)
+            message = Message(
+                room=room,
+                author=author,
+                seq=seq,
+                changed_seq=seq,
+                body=body,
+                created=now,
+                client_id=client_id,
+                reply_to=reply_to,
+            )
+            message.save(force_insert=True)
+            events.message_created(message)
+            if "@" in body:  # keeps the hot path free of mention work
+                mentions_notify(message)
+    except IntegrityError:
+        # The whole transaction rolled back, its seq with it: the room's seq stays gapless.
+        existing = _message_by_client_id(author, client_id)
+        if existing is None:
+            raise
+        if existing.room_id != room.pk:
+            raise ChangeRefused(
+                "invalid_client_id", "This client_id was used for a message in another room."
+            ) from None
+        return existing, False
+    return message, True
+
+
+def _message_by_client_id(author: AbstractBaseUser, client_id: str | None) -> Message | None:
+    if client_id is None:
+        return None
+    return (
+        Message.objects.filter(author=author, client_id=client_id)
+        .select_related("room", "author", "reply_to__author")
+        .first()
+    )
+
+
+class _Unchanged(Exception):
+    """Raised inside a change's transaction when it would change nothing: the seq it took is
+    rolled back with it, so the room's seq stays gapless."""
+
+
+def _change_begin(message: Message) -> Message:
+    """Take the room's next seq for a change of ``message`` and return the message as stored
+    now, with ``changed_seq`` set to that seq (call inside the change's transaction).
+
+    The seq comes first: its UPDATE holds the room's row lock until commit, so every change of
+    the room's messages is serialised on one lock, taken in one order (no deadlock with a
+    reply's foreign-key check), and the message read after it is current.
+    """
+    seq = _seq_take(message.room_id, timezone.now())
+    current = Message.objects.select_related("room", "author", "reply_to__author").get(
+        pk=message.pk
+    )
+    if current.deleted is not None:
+        raise ChangeRefused("not_found", "No such message in this room.")
+    current.changed_seq = seq
+    return current
+
+
+def message_edit(*, message: Message, user: AbstractBaseUser, body: str) -> Message:
+    """The author replaces a message's text; every client gets ``message.edited``."""
+    try:
+        with transaction.atomic():
+            changed = _change_begin(message)
+            if changed.author_id != user.pk:
+                raise ChangeRefused("forbidden", "You can only edit your own messages.")
+            if changed.body == body:
+                raise _Unchanged
+            changed.body = body
+            changed.edited = timezone.now()
+            changed.save(update_fields=["body", "edited", "changed_seq"])
+            events.message_edited(changed)
+    except _Unchanged:
+        return message
+    return changed
+
+
+def message_can_delete(*, message: Message, user: AbstractBaseUser) -> bool:
+    """The author, the owner of a (non-direct) room and staff may delete a message."""
+    if message.author_id == user.pk or user.is_staff:
+        return True
+    return message.room.created_by_id == user.pk and message.room.kind != Room.Kind.DIRECT
+
+
+def message_delete(*, message: Message, user: AbstractBaseUser) -> Message:
+    """Erase a message's text and reactions, keeping a tombstone that catch-up reports."""
     with transaction.atomic():
-        seq = _seq_take(room.pk, now)
-        message = Message(room=room, author=author, seq=seq, body=body, created=now)
-        message.save(force_insert=True)
-        events.message_created(message)
-        if "@" in body:  # keeps the hot path free of mention work
-            mentions_notify(message)
-    return message
+        changed = _change_begin(message)
+        if not message_can_delete(message=changed, user=user):
+            raise ChangeRefused("forbidden", "You can only delete your own messages.")
+        changed.body = ""
+        changed.deleted = timezone.now()
+        changed.save(update_fields=["body", "deleted", "changed_seq"])
+        Reaction.objects.filter(message=changed).delete()
+        events.message_deleted(changed)
+    return changed
+
+
+def emoji_valid(value: object) -> bool:
+    """Whether ``value`` is exactly one emoji (skin tones and ZWJ sequences included)."""
+    return isinstance(value, str) and 0 < len(value) <= 32 and emoji_lib.is_emoji(value)
+
+
+def reaction_set(
+    *, message: Message, user: AbstractBaseUser, emoji: str, on: bool
+) -> dict[str, list[str]] | None:
+    """Add (``on``) or remove ``user``'s ``emoji`` on a message.
+
+    Returns the message's reactions after the change, or None when nothing changed (no seq,
+    no frame).
+    """
+    if not emoji_valid(emoji):
+        raise ChangeRefused("invalid_emoji", '"emoji" must be one emoji.')
+    try:
+        with transaction.atomic():
+            changed = _change_begin(message)
+            existing = Reaction.objects.filter(message=changed, user=user, emoji=emoji)
+            if on == existing.exists():
+                raise _Unchanged
+            if on:
+                Reaction.objects.create(message=changed, user=user, emoji=emoji)
+            else:
+                existing.delete()
+            changed.save(update_fields=["changed_seq"])
+            reactions = selectors.reactions_state(changed)
+            events.reactions_changed(changed, reactions)
+    except _Unchanged:
+        return None
+    return reactions

@@ -44,6 +44,11 @@ async def test_message_is_stored_then_sent_to_every_socket_in_the_room_sender_in
             "user": "alice",
             "body": "hello <b>bob</b>",
             "created": frame["created"],
+            "client_id": None,
+            "reply_to": None,
+            "reply": None,
+            "edited": None,
+            "reactions": {},
         }
         created = datetime.fromisoformat(frame["created"].replace("Z", "+00:00"))
         assert created == message.created
