@@ -249,9 +249,7 @@ def mentions_notify(message: Message) -> NotifyResult | None:
             Exists(Membership.objects.filter(room=room, user=OuterRef("pk")))
         )
     mentioned = list(
-        candidates.exclude(pk=message.author_id).values_list("pk", flat=True)[
-            :MENTIONS_PER_MESSAGE
-        ]
+        candidates.exclude(pk=message.author_id).values_list("pk", flat=True)[:MENTIONS_PER_MESSAGE]
     )
     if not mentioned:
         return None

@@ -155,9 +155,7 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
 
     def rate_check(self) -> None:
         if not self.rate_allows():
-            raise ClientError(
-                "rate_limited", "You are sending too fast; this change was not made."
-            )
+            raise ClientError("rate_limited", "You are sending too fast; this change was not made.")
 
     async def receive_message(self, frame: dict[str, Any]) -> None:
         """Store a message from this socket's user; the broadcast echoes it back."""

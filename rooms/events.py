@@ -100,9 +100,7 @@ def message_edited(message: Message) -> None:
 
 
 def message_deleted(message: Message) -> None:
-    frame_broadcast(
-        room_group(message.room_id), deleted_payload(message), seq=message.changed_seq
-    )
+    frame_broadcast(room_group(message.room_id), deleted_payload(message), seq=message.changed_seq)
 
 
 def reactions_changed(message: Message, reactions: dict[str, list[str]]) -> None:

@@ -47,7 +47,8 @@ class DirectForm(forms.Form):
         self.user = user
 
     def clean_usernames(self) -> list:
-        names = list(dict.fromkeys(n for n in re.split(r"[\s,]+", self.cleaned_data["usernames"]) if n))
+        text = self.cleaned_data["usernames"]
+        names = list(dict.fromkeys(n for n in re.split(r"[\s,]+", text) if n))
         if self.user is not None:
             names = [n for n in names if n != self.user.get_username()]
         if not names:

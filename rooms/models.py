@@ -70,8 +70,9 @@ class Message(models.Model):
     created = models.DateTimeField(default=timezone.now)
     edited = models.DateTimeField(null=True, blank=True)
     deleted = models.DateTimeField(null=True, blank=True)
-    # The sender's idempotency key: a retried send with the same key stores nothing.
-    client_id = models.CharField(max_length=64, null=True, blank=True)
+    # The sender's idempotency key: a retried send with the same key stores nothing. NULL, not
+    # "", for none: the unique constraint below then ignores messages sent without one.
+    client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     reply_to = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
     )

@@ -83,9 +83,9 @@ def room_members(*, room: Room) -> list[AbstractBaseUser]:
     """The room's members, by name."""
     return [
         m.user
-        for m in Membership.objects.filter(room=room).select_related("user").order_by(
-            "user__username"
-        )
+        for m in Membership.objects.filter(room=room)
+        .select_related("user")
+        .order_by("user__username")
     ]
 
 

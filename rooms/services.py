@@ -64,9 +64,8 @@ def room_create(
         raise RoomNameTaken(name)
     try:
         with transaction.atomic():
-            room = Room.objects.create(
-                name=name, slug=_unique_slug(name, private=private), kind=kind, created_by=created_by
-            )
+            slug = _unique_slug(name, private=private)
+            room = Room.objects.create(name=name, slug=slug, kind=kind, created_by=created_by)
             if created_by is not None:
                 Membership.objects.create(room=room, user=created_by)
             return room
