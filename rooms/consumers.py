@@ -75,7 +75,7 @@ def _history(room_id: int, after: int, limit: int) -> tuple[list[dict[str, Any]]
     messages, last, more = selectors.changes_after(room_id=room_id, after=after, limit=limit)
     frames: list[dict[str, Any]] = []
     for message in messages:
-        frames += events.catchup_frames(message, after, selectors.reactions_state(message))
+        frames += events.catchup_frames(message, selectors.reactions_state(message))
     return frames, last, more
 
 

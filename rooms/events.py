@@ -75,19 +75,15 @@ def reactions_payload(message: Message, reactions: dict[str, list[str]]) -> dict
     }
 
 
-def catchup_frames(
-    message: Message, after: int, reactions: dict[str, list[str]]
-) -> list[dict[str, Any]]:
-    """The frames that bring a client holding the room at seq ``after`` to ``message``'s
-    current state (the message changed after ``after``)."""
+def catchup_frames(message: Message, reactions: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """The frame that brings a client to ``message``'s current state (it changed after the
+    client's seq): its tombstone, or the whole message as it is now, which the client puts in
+    place of its copy. Whole messages keep catch-up exact when it comes in pages: a message
+    created before the client's seq may still be unknown to it, because a page is cut by the
+    latest change of each message, not by its creation."""
     if message.deleted is not None:
         return [deleted_payload(message)]
-    if message.seq > after:
-        return [message_payload(message, reactions)]
-    frames = [reactions_payload(message, reactions)]
-    if message.edited is not None:
-        frames.insert(0, edited_payload(message))
-    return frames
+    return [message_payload(message, reactions)]
 
 
 def message_created(message: Message) -> None:
