@@ -135,6 +135,12 @@ class HubConsumer(AsyncWebsocketConsumer):
     def resync(self) -> None:
         """Recover from lost hub events; subclasses override."""
 
+    def revoke(self, user_id: int) -> None:
+        """Close this socket (4403) if it is ``user_id``'s."""
+        user = getattr(self, "user", None)
+        if user is not None and user.pk == user_id:
+            self.close_soon(CLOSE_FORBIDDEN)
+
     def enqueue(self, frame: str, seq: int | None = None) -> None:
         """Write a frame now, or queue it behind the ones waiting; close a socket far behind."""
         if self.closing:

@@ -103,9 +103,17 @@ def _send(group: str, event: dict[str, Any]) -> None:
         _send_failed(group)
 
 
-def frame_broadcast(group: str, payload: dict[str, Any], *, seq: int | None = None) -> None:
-    """Send one frame to every socket in ``group`` once the current transaction commits."""
+def frame_broadcast(
+    group: str, payload: dict[str, Any], *, seq: int | None = None, revoke: int | None = None
+) -> None:
+    """Send one frame to every socket in ``group`` once the current transaction commits.
+
+    ``revoke``: the id of a user whose sockets in the group close (4403) before the frame is
+    passed on; in the group's ``seq`` order, so no later frame reaches them.
+    """
     event = {"type": "hub.frame", "group": group, "frame": frame_dumps(payload), "seq": seq}
+    if revoke is not None:
+        event["revoke"] = revoke
     transaction.on_commit(lambda: _send(group, event))
 
 

@@ -45,6 +45,9 @@ class Subscriber(Protocol):
     def resync(self) -> None:
         """Recover from a gap in the live path (the hub lost events)."""
 
+    def revoke(self, user_id: int) -> None:
+        """Close the socket if it is ``user_id``'s: they may no longer read the group's room."""
+
 
 class Hub:
     """The fan-out of one event loop (one worker process)."""
@@ -146,6 +149,8 @@ class Hub:
         for subscriber in tuple(members):
             try:
                 if kind == "hub.frame":
+                    if message.get("revoke") is not None:
+                        subscriber.revoke(message["revoke"])
                     subscriber.deliver_frame(message["frame"], message.get("seq"))
                 elif kind == "hub.event":
                     subscriber.deliver_event(message["payload"])

@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from notifications.consumers import NotificationsMixin
-from realtime.consumers import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, ClientError, HubConsumer
+from realtime.consumers import CLOSE_NOT_FOUND, ClientError, HubConsumer
 from realtime.events import room_group
 
 from . import events, selectors, services
@@ -24,6 +24,11 @@ SEQ_MAX = 2**63 - 1
 @database_sync_to_async
 def _room_get(user: Any, slug: str) -> Room | None:
     return selectors.room_readable_get(user=user, slug=slug)
+
+
+@database_sync_to_async
+def _can_read(user: Any, room: Room) -> bool:
+    return selectors.room_can_read(user=user, room=room)
 
 
 def _message_get(room: Room, message_id: Any) -> Message:
@@ -120,6 +125,11 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
         # Join first, then read the database: a change stored in between is then in the
         # catch-up or in the outbox or both, and the writer drops the copy (skip_through).
         await self.join(room_group(self.room.pk))
+        if not self.room.is_public and not await _can_read(self.user, self.room):
+            # Removed between the check above and the join, so the removal's event (which
+            # closes the sockets already joined) passed this one by.
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
         if "after" in query:
             self.skip_through = await self.send_history(after)
         self.start_writer()
@@ -193,14 +203,6 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
         "delete": receive_delete,
         "react": receive_react,
     }
-
-    def deliver_event(self, payload: dict[str, Any]) -> None:
-        """A membership event: the socket of a user who left or was removed closes (4403)."""
-        if payload.get("type") == events.MEMBER_REMOVED:
-            if payload.get("user_id") == self.user.pk and payload.get("room_id") == self.room.pk:
-                self.close_soon(CLOSE_FORBIDDEN)
-            return
-        super().deliver_event(payload)
 
     resync_scheduled = False
 

@@ -112,9 +112,7 @@ def room_summary(room: Room, title: str) -> dict[str, Any]:
     return {"slug": room.slug, "name": title, "kind": room.kind, "url": room.get_absolute_url()}
 
 
-# Hub events of membership (not frames: each socket decides what they mean for it).
 MEMBER_ADDED = "room.added"
-MEMBER_REMOVED = "room.member_removed"
 
 
 def member_added(room: Room, user_id: int, title: str) -> None:
@@ -122,8 +120,11 @@ def member_added(room: Room, user_id: int, title: str) -> None:
     event_broadcast(user_group(user_id), {"type": MEMBER_ADDED, "room": room_summary(room, title)})
 
 
-def member_removed(room: Room, user_id: int) -> None:
-    """Tell the room's sockets that a user left or was removed: theirs close (4403)."""
-    event_broadcast(
-        room_group(room.pk), {"type": MEMBER_REMOVED, "room_id": room.pk, "user_id": user_id}
-    )
+def member_removed(room: Room, user: Any, seq: int) -> None:
+    """Tell the room that a user left or was removed; that user's sockets close (4403).
+
+    The event takes its place in the room's ``seq`` order, so on every worker the user's
+    sockets close before any frame of a later change could reach them.
+    """
+    payload = {"type": "member.removed", "seq": seq, "room": room.slug, "user": user.get_username()}
+    frame_broadcast(room_group(room.pk), payload, seq=seq, revoke=user.pk)

@@ -153,7 +153,8 @@ def _membership_end(room: Room, user: AbstractBaseUser) -> bool:
     with transaction.atomic():
         deleted, _ = Membership.objects.filter(room=room, user=user).delete()
         if deleted and room.kind != Room.Kind.PUBLIC:
-            events.member_removed(room, user.pk)
+            # A change of who may read the room: it takes the room's next seq like any other.
+            events.member_removed(room, user, _seq_take(room.pk, timezone.now()))
     return bool(deleted)
 
 
