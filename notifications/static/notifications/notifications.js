@@ -1,6 +1,7 @@
 // The bell, live: plain JavaScript, no build step. See docs/notifications.md.
 // Room pages share their room socket (chat.js re-emits its frames as "chat:frame" events);
-// every other page opens /ws/notifications/. Text is only ever set with textContent.
+// every other page opens /ws/notifications/ and re-emits its frames the same way, so other
+// modules (rooms/room_list.js) listen to one event on any page. Text is only ever textContent.
 (function () {
   "use strict";
 
@@ -155,11 +156,17 @@
         document.body.dataset.notificationsState = "open";
       });
       socket.addEventListener("message", function (event) {
+        let frame;
         try {
-          onFrame(JSON.parse(event.data));
+          frame = JSON.parse(event.data);
         } catch (err) {
-          // a frame that is not JSON is ignored
+          return; // a frame that is not JSON is ignored
         }
+        onFrame(frame);
+        // Other modules of the page (the rooms list) hear this socket as room pages' scripts
+        // hear chat.js's. No loop: this socket is opened only on pages without a room socket,
+        // and there the bell does not listen to "chat:frame" (see the end of this file).
+        document.dispatchEvent(new CustomEvent("chat:frame", { detail: frame }));
       });
       socket.addEventListener("close", function (event) {
         socket = null;
