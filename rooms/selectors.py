@@ -56,7 +56,10 @@ def room_list(*, user: AbstractBaseUser) -> list[Room]:
         .prefetch_related(
             Prefetch(
                 "memberships",
-                queryset=Membership.objects.select_related("user").order_by("user__username"),
+                # Only direct conversations are named after their members (at most 8).
+                queryset=Membership.objects.filter(room__kind=Room.Kind.DIRECT)
+                .select_related("user")
+                .order_by("user__username"),
                 to_attr="member_list",
             )
         )
