@@ -9,7 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("ops.urls")),
     path("rooms/", include("rooms.urls")),
-    path("dm/", include((direct_urlpatterns, "rooms"), namespace="dm")),
+    path("dm/", include((direct_urlpatterns, "dm"), namespace="dm")),
     path("notifications/", include("notifications.urls")),
     path("", include("chatapp.urls")),
 ]

@@ -222,8 +222,15 @@ class HubConsumer(AsyncWebsocketConsumer):
         """Tell this socket what was wrong with its frame."""
         await self.send_json({"type": "error", "code": code, "detail": detail})
 
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        """Close the socket; frames it sends after this are ignored."""
+        self.closing = True
+        await super().close(code=code, reason=reason)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called with each frame: parse it and hand it to ``receive_frame``."""
+        if self.closing:
+            return  # refused, removed or closing: nothing it sends is acted on
         try:
             if text_data is None:
                 raise ClientError("binary_frame", "Frames must be JSON text, not binary.")

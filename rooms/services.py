@@ -175,6 +175,15 @@ def _seq_take(room_id: int, now: datetime) -> int:
         return cursor.fetchone()[0]
 
 
+def _member_check(room: Room, user: AbstractBaseUser) -> None:
+    """Refuse a change by a non-member of a private room or conversation (call after
+    ``_seq_take``: under the room's lock, a removal that committed first is seen)."""
+    if room.kind == Room.Kind.PUBLIC:
+        return
+    if not Membership.objects.filter(room=room, user=user).exists():
+        raise ChangeRefused("forbidden", "You are not a member of this room.")
+
+
 def client_id_valid(client_id: object) -> bool:
     """Whether ``client_id`` is a valid idempotency key: 1-64 of ``[A-Za-z0-9_-]``."""
     return isinstance(client_id, str) and CLIENT_ID_RE.fullmatch(client_id) is not None
@@ -216,6 +225,7 @@ def message_post(
     try:
         with transaction.atomic():
             seq = _seq_take(room.pk, now)
+            _member_check(room, author)
             message = Message(
                 room=room,
                 author=author,
@@ -258,7 +268,7 @@ class _Unchanged(Exception):
     rolled back with it, so the room's seq stays gapless."""
 
 
-def _change_begin(message: Message) -> Message:
+def _change_begin(message: Message, user: AbstractBaseUser | None) -> Message:
     """Take the room's next seq for a change of ``message`` and return the message as stored
     now, with ``changed_seq`` set to that seq (call inside the change's transaction).
 
@@ -270,6 +280,8 @@ def _change_begin(message: Message) -> Message:
     current = Message.objects.select_related("room", "author", "reply_to__author").get(
         pk=message.pk
     )
+    if user is not None:
+        _member_check(current.room, user)
     if current.deleted is not None:
         raise ChangeRefused("not_found", "No such message in this room.")
     current.changed_seq = seq
@@ -280,7 +292,7 @@ def message_edit(*, message: Message, user: AbstractBaseUser, body: str) -> Mess
     """The author replaces a message's text; every client gets ``message.edited``."""
     try:
         with transaction.atomic():
-            changed = _change_begin(message)
+            changed = _change_begin(message, user)
             if changed.author_id != user.pk:
                 raise ChangeRefused("forbidden", "You can only edit your own messages.")
             if changed.body == body:
@@ -304,7 +316,8 @@ def message_can_delete(*, message: Message, user: AbstractBaseUser) -> bool:
 def message_delete(*, message: Message, user: AbstractBaseUser) -> Message:
     """Erase a message's text and reactions, keeping a tombstone that catch-up reports."""
     with transaction.atomic():
-        changed = _change_begin(message)
+        # Staff moderate from the admin, members or not.
+        changed = _change_begin(message, None if user.is_staff else user)
         if not message_can_delete(message=changed, user=user):
             raise ChangeRefused("forbidden", "You can only delete your own messages.")
         changed.body = ""
@@ -332,7 +345,7 @@ def reaction_set(
         raise ChangeRefused("invalid_emoji", '"emoji" must be one emoji.')
     try:
         with transaction.atomic():
-            changed = _change_begin(message)
+            changed = _change_begin(message, user)
             existing = Reaction.objects.filter(message=changed, user=user, emoji=emoji)
             if on == existing.exists():
                 raise _Unchanged
