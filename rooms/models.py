@@ -92,6 +92,12 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.room_id}#{self.seq}"
 
+    def save(self, *args, **kwargs) -> None:
+        # A message stored outside rooms.services still changed last when it was created.
+        if not self.changed_seq:
+            self.changed_seq = self.seq
+        super().save(*args, **kwargs)
+
 
 class Reaction(models.Model):
     """One user's emoji on one message."""

@@ -57,8 +57,8 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     # The seq first, then the messages: a change after it is then sent again by the socket's
     # catch-up (?after=), and the page applies it idempotently; none is missed.
     last_seq = Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).get()
-    messages = selectors.messages_latest(room=room, limit=settings.CHAT_HISTORY_PAGE)
-    for message in messages:
+    chat_messages = selectors.messages_latest(room=room, limit=settings.CHAT_HISTORY_PAGE)
+    for message in chat_messages:
         message.reaction_state = selectors.reactions_state(message)
     title = selectors.room_title(room=room, user=request.user)
     config = {
@@ -72,7 +72,8 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "room/detail.html",
-        {"room": room, "title": title, "messages": messages, "chat_config": config},
+        # Not "messages": that is the flash messages' name in every template.
+        {"room": room, "title": title, "chat_messages": chat_messages, "chat_config": config},
     )
 
 

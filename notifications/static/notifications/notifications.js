@@ -1,5 +1,5 @@
 // The bell, live: plain JavaScript, no build step. See docs/notifications.md.
-// Room pages share their room socket (chat.js re-emits its frames as "chat:frame" events);
+// Room pages share their room socket (rooms/static/rooms/socket.js re-emits its frames as "chat:frame" events);
 // every other page opens /ws/notifications/ and re-emits its frames the same way, so other
 // modules (rooms/room_list.js) listen to one event on any page. Text is only ever textContent.
 (function () {
@@ -164,7 +164,7 @@
         }
         onFrame(frame);
         // Other modules of the page (the rooms list) hear this socket as room pages' scripts
-        // hear chat.js's. No loop: this socket is opened only on pages without a room socket,
+        // hear socket.js's. No loop: this socket is opened only on pages without a room socket,
         // and there the bell does not listen to "chat:frame" (see the end of this file).
         document.dispatchEvent(new CustomEvent("chat:frame", { detail: frame }));
       });
