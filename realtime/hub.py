@@ -146,12 +146,14 @@ class Hub:
         if not members:
             return
         kind = message.get("type")
+        if kind == "hub.frame":
+            frame, seq, revoke = message["frame"], message.get("seq"), message.get("revoke")
         for subscriber in tuple(members):
             try:
                 if kind == "hub.frame":
-                    if message.get("revoke") is not None:
-                        subscriber.revoke(message["revoke"])
-                    subscriber.deliver_frame(message["frame"], message.get("seq"))
+                    if revoke is not None:
+                        subscriber.revoke(revoke)
+                    subscriber.deliver_frame(frame, seq)
                 elif kind == "hub.event":
                     subscriber.deliver_event(message["payload"])
             except Exception:

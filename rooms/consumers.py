@@ -40,7 +40,6 @@ def _message_get(room: Room, message_id: Any) -> Message:
 
 def _state_frames(message: Message) -> list[dict[str, Any]]:
     """A message's current state as frames: itself, and its tombstone if it was deleted."""
-    message.refresh_from_db()
     frame = events.message_payload(message, selectors.reactions_state(message))
     if message.deleted is None:
         return [frame]
@@ -171,6 +170,8 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
         """Store a message from this socket's user; the broadcast echoes it back."""
         body = _parse_body(frame)
         client_id = frame.get("client_id")
+        # The frame is checked before any database work (the service checks again for its
+        # other callers), so a bad key is refused whatever else is wrong.
         if client_id is not None and not services.client_id_valid(client_id):
             raise ClientError("invalid_client_id", '"client_id" must be 1-64 of A-Z a-z 0-9 _ -.')
         self.rate_check()
@@ -190,7 +191,7 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
 
     async def receive_react(self, frame: dict[str, Any]) -> None:
         emoji, on = frame.get("emoji"), frame.get("on", True)
-        if not services.emoji_valid(emoji):
+        if not services.emoji_valid(emoji):  # before looking the message up, as client_id
             raise ClientError("invalid_emoji", '"emoji" must be one emoji.')
         if not isinstance(on, bool):
             raise ClientError("invalid_frame", '"on" must be true or false.')

@@ -92,11 +92,6 @@ def room_members(*, room: Room) -> list[AbstractBaseUser]:
     ]
 
 
-def room_member_ids(*, room: Room) -> list[int]:
-    """Ids of the room's members."""
-    return list(Membership.objects.filter(room=room).values_list("user_id", flat=True))
-
-
 def _with_state(messages: QuerySet[Message]) -> QuerySet[Message]:
     """Messages with what their frames need: author, room, parent, reactions by whom."""
     return messages.select_related("author", "room", "reply_to__author").prefetch_related(

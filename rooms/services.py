@@ -1,8 +1,8 @@
 """Writes of rooms, members and messages; each write announces itself through ``rooms.events``.
 
-Every change to a room's messages (a new message, an edit, a deletion, a reaction) goes through
-``_change_seq``: it takes the room's next seq in the transaction that stores the change, and the
-change's frame is sent after commit. That is the one path of room changes (docs/protocol.md).
+Every change to a room (a new message, an edit, a deletion, a reaction, a member removed) takes
+the room's next seq with ``_seq_take`` in the transaction that stores it, and its frame is sent
+after commit (``rooms.events``). That is the one path of room changes (docs/protocol.md).
 """
 
 import re
@@ -10,7 +10,6 @@ import secrets
 from datetime import datetime
 
 import emoji as emoji_lib
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -107,17 +106,15 @@ def direct_open(*, users: list[AbstractBaseUser]) -> Room:
                 created_by=users[0],
             )
             Membership.objects.bulk_create([Membership(room=room, user_id=i) for i in ids])
+            names = {user.pk: user.get_username() for user in users}
             for user_id in ids:
                 if user_id != users[0].pk:
-                    events.member_added(room, user_id, _title_for(room, user_id))
+                    # What this member calls the room: the others' names (selectors.room_title).
+                    title = ", ".join(sorted(n for i, n in names.items() if i != user_id))
+                    events.member_added(room, user_id, title)
             return room
     except IntegrityError:  # the other side opened it at the same moment
         return Room.objects.get(direct_key=key)
-
-
-def _title_for(room: Room, user_id: int) -> str:
-    user = get_user_model()(pk=user_id)
-    return selectors.room_title(room=room, user=user)
 
 
 def member_add(*, room: Room, by: AbstractBaseUser, user: AbstractBaseUser) -> bool:
@@ -142,8 +139,6 @@ def member_remove(*, room: Room, by: AbstractBaseUser, user: AbstractBaseUser) -
 
 def member_leave(*, room: Room, user: AbstractBaseUser) -> bool:
     """``user`` leaves a room; direct conversations have fixed members."""
-    if room.kind == Room.Kind.DIRECT:
-        raise MembershipRefused("A direct conversation's members are fixed.")
     return _membership_end(room, user)
 
 
@@ -230,7 +225,6 @@ def message_post(
                 room=room,
                 author=author,
                 seq=seq,
-                changed_seq=seq,
                 body=body,
                 created=now,
                 client_id=client_id,

@@ -54,9 +54,8 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     """A room: its latest messages, then the live chat."""
     room = _room_or_404(request, slug)
     services.room_join(room=room, user=request.user)
-    # The seq first, then the messages: a change after it is then sent again by the socket's
-    # catch-up (?after=), and the page applies it idempotently; none is missed.
-    last_seq = Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).get()
+    # The room (and its seq) was read before the messages: a change after that seq is sent
+    # again by the socket's catch-up (?after=), and the page applies it by id; none is missed.
     chat_messages = selectors.messages_latest(room=room, limit=settings.CHAT_HISTORY_PAGE)
     for message in chat_messages:
         message.reaction_state = selectors.reactions_state(message)
@@ -66,7 +65,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "username": request.user.get_username(),
         "isOwner": room.created_by_id == request.user.pk and not room.is_direct,
         "isStaff": bool(request.user.is_staff),
-        "lastSeq": last_seq,
+        "lastSeq": room.last_seq,
         "maxLength": settings.CHAT_MESSAGE_MAX_LENGTH,
     }
     return render(
