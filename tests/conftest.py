@@ -1,5 +1,6 @@
 """Shared fixtures: users, rooms, session cookies and WebSocket connections."""
 
+import json
 from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
 
@@ -93,6 +94,20 @@ async def joined(communicator: WebsocketCommunicator) -> None:
     await communicator.send_json_to({"type": "sync", "after": 2**62})
     while (await communicator.receive_json_from(timeout=5))["type"] != "synced":
         pass
+
+
+async def receive(communicator: WebsocketCommunicator, timeout: float = 3) -> dict:
+    """The next frame of a socket, parsed."""
+    return json.loads(await communicator.receive_from(timeout=timeout))
+
+
+async def receive_type(communicator: WebsocketCommunicator, kind: str, timeout: float = 3) -> dict:
+    """The next frame of type ``kind``, skipping others (bounded by ``timeout`` per frame)."""
+    for _ in range(50):
+        frame = await receive(communicator, timeout)
+        if frame["type"] == kind:
+            return frame
+    raise AssertionError(f"no {kind!r} frame in 50 frames")
 
 
 def cookie_header(user) -> str:

@@ -1,7 +1,6 @@
 """The change contract (docs/protocol.md): edits, deletions, reactions, replies and idempotent
 sends, each numbered by the room's one ``seq`` and delivered exactly once, live or on catch-up."""
 
-import json
 import random
 
 import pytest
@@ -14,23 +13,10 @@ from hypothesis import strategies as st
 from rooms import events, selectors, services
 from rooms.models import Message, Reaction, Room
 
-from .conftest import joined
+from .conftest import joined, receive, receive_type
 from .factories import room_make, user_create
 
 socket_tests = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
-
-
-async def receive(communicator, timeout: float = 3) -> dict:
-    return json.loads(await communicator.receive_from(timeout=timeout))
-
-
-async def receive_type(communicator, kind: str) -> dict:
-    """The next frame of ``kind``, skipping others."""
-    for _ in range(20):
-        frame = await receive(communicator)
-        if frame["type"] == kind:
-            return frame
-    raise AssertionError(f"no {kind} frame")
 
 
 async def post(socket, body: str, **extra) -> dict:

@@ -30,8 +30,8 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
 
+from .support.clients import RecordedSocket
 from .support.server import cookie_header, live_server, room_create, signup
 from .support.services import migrate, node_env, node_start, postgres_server, redis_server
 
@@ -54,65 +54,11 @@ DELETED = {"deleted": True}
 # Real sockets
 
 
-class Conn:
-    """One real WebSocket to a room; a reader task records every frame in arrival order."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        served_by = ws.response.headers.get("X-Served-By", "?:0")
-        self.pid = int(served_by.rsplit(":", 1)[1])
-        self.frames: list[dict[str, Any]] = []
-        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self.close_code: int | None = None
-        self.closed_at: float | None = None
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async for text in self.ws:
-                frame = json.loads(text)
-                self.frames.append(frame)
-                self.queue.put_nowait(frame)
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            self.closed_at = time.monotonic()
-            self.close_code = self.ws.close_code
-            self.queue.put_nowait(None)
-
-    async def next(self, kinds: frozenset[str] | set[str], timeout: float = 10.0) -> dict:
-        """The next frame of one of ``kinds`` (others are skipped; all stay in ``frames``)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                frame = await asyncio.wait_for(self.queue.get(), max(remaining, 0.001))
-            except TimeoutError:
-                raise AssertionError(f"no {sorted(kinds)} frame within {timeout}s") from None
-            if frame is None:
-                self.queue.put_nowait(None)
-                raise AssertionError(f"socket closed ({self.close_code}) awaiting {sorted(kinds)}")
-            if frame["type"] in kinds:
-                return frame
-
-    async def send(self, **frame: Any) -> None:
-        await self.ws.send(json.dumps(frame))
+class Conn(RecordedSocket):
+    """A room socket of the property test."""
 
     def changes(self) -> list[dict[str, Any]]:
         return [f for f in self.frames if f["type"] in SEQUENCED]
-
-    async def wait(self, condition: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.01)
-        return True
-
-    async def close(self) -> None:
-        await self.ws.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.reader, 10)
 
 
 @dataclass
@@ -128,14 +74,8 @@ class Site:
 
     async def open(self, user: str, path: str, after: int | None = None) -> Conn:
         query = "" if after is None else f"?after={after}"
-        ws = await websockets.connect(
-            f"{self.ws_url}/ws{path}{query}",
-            additional_headers={"Cookie": cookie_header(self.sessions[user])},
-            origin=self.url,
-            open_timeout=20,
-            max_queue=None,
-        )
-        return Conn(ws)
+        url = f"{self.ws_url}/ws{path}{query}"
+        return await Conn.open(url, self.url, cookie_header(self.sessions[user]))
 
     async def open_on(self, user: str, path: str, pids: set[int], after: int = 0) -> Conn:
         """A socket of ``user`` served by one of ``pids`` (bounded tries: the kernel picks)."""

@@ -1,6 +1,5 @@
 """Notifications: the service, the command, live delivery over sockets, read state, mentions."""
 
-import json
 from io import StringIO
 
 import pytest
@@ -16,23 +15,10 @@ from notifications.services import notifications_mark_read, notify
 from notifications.validators import validate_link
 from rooms.services import message_create
 
-from .conftest import joined
+from .conftest import joined, receive, receive_type
 from .factories import user_create
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-async def receive(communicator, timeout: float = 3) -> dict:
-    return json.loads(await communicator.receive_from(timeout=timeout))
-
-
-async def receive_type(communicator, kind: str, timeout: float = 3) -> dict:
-    """The next frame of type ``kind``, skipping others (bounded by ``timeout`` per frame)."""
-    for _ in range(50):
-        frame = await receive(communicator, timeout)
-        if frame["type"] == kind:
-            return frame
-    raise AssertionError(f"no {kind!r} frame in 50 frames")
 
 
 async def open_notifications(connect, user) -> object:

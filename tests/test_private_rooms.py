@@ -6,7 +6,6 @@ the socket (4404, nothing before the close), and no list, form, mention or notif
 it to them.
 """
 
-import json
 import re
 from io import StringIO
 
@@ -19,7 +18,7 @@ from notifications.models import Delivery, Notification
 from rooms import services
 from rooms.models import Membership, Room
 
-from .conftest import joined
+from .conftest import joined, receive, receive_type
 from .factories import messages_make, room_make, user_create
 
 UNKNOWN = "no-such-room"
@@ -67,19 +66,6 @@ def recipients(notification: Notification) -> set[str]:
     return set(
         Delivery.objects.filter(notification=notification).values_list("user__username", flat=True)
     )
-
-
-async def receive(communicator, timeout: float = 3) -> dict:
-    return json.loads(await communicator.receive_from(timeout=timeout))
-
-
-async def receive_type(communicator, kind: str, timeout: float = 3) -> dict:
-    """The next frame of type ``kind``, skipping others."""
-    for _ in range(50):
-        frame = await receive(communicator, timeout)
-        if frame["type"] == kind:
-            return frame
-    raise AssertionError(f"no {kind!r} frame in 50 frames")
 
 
 async def notifications_socket(connect, user):

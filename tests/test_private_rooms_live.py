@@ -20,12 +20,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import websockets
 
+from .support.clients import RecordedSocket
 from .support.server import cookie_header, manage, room_create, signup
 from .support.services import node_env, node_start, redis_server
 
@@ -36,53 +36,7 @@ UNKNOWN = "no-such-room"
 REMOVAL_DEADLINE = 2.0  # seconds from the removal request to every socket closed
 
 
-class Conn:
-    """One real WebSocket; a reader task records every frame, the close code and its time."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.pid = int(ws.response.headers.get("X-Served-By", "?:0").rsplit(":", 1)[1])
-        self.frames: list[dict[str, Any]] = []
-        self.close_code: int | None = None
-        self.closed_at: float | None = None
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async for text in self.ws:
-                self.frames.append(json.loads(text))
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            self.closed_at = time.monotonic()
-            self.close_code = self.ws.close_code
-
-    def bodies(self) -> list[str]:
-        return [f["body"] for f in self.frames if f["type"] == "message"]
-
-    async def wait(self, condition, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.01)
-        return True
-
-    async def ended(self, timeout: float) -> bool:
-        """Whether the server closed the socket within ``timeout`` seconds."""
-        try:
-            await asyncio.wait_for(asyncio.shield(self.reader), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    async def send(self, **frame: Any) -> None:
-        await self.ws.send(json.dumps(frame))
-
-    async def close(self) -> None:
-        await self.ws.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.reader, 10)
+Conn = RecordedSocket
 
 
 class Site:
@@ -93,13 +47,8 @@ class Site:
 
     async def open(self, user: str, path: str, after: int | None = None) -> Conn:
         query = "" if after is None else f"?after={after}"
-        ws = await websockets.connect(
-            f"{self.node.ws_url}/ws{path}{query}",
-            additional_headers={"Cookie": cookie_header(self.sessions[user])},
-            origin=self.node.url,
-            open_timeout=20,
-        )
-        return Conn(ws)
+        url = f"{self.node.ws_url}/ws{path}{query}"
+        return await Conn.open(url, self.node.url, cookie_header(self.sessions[user]))
 
     async def open_joined(self, user: str, path: str) -> Conn:
         """A socket that has joined the room (its catch-up answered)."""

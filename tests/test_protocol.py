@@ -1,7 +1,6 @@
 """Every line of docs/protocol.md, proved with WebsocketCommunicator against the real router."""
 
 import asyncio
-import json
 from datetime import datetime
 
 import pytest
@@ -13,14 +12,10 @@ from chatproject.asgi import application
 from rooms.models import Message
 from rooms.services import message_create
 
-from .conftest import joined, session_cookie
+from .conftest import joined, receive, session_cookie
 from .factories import messages_make, room_make
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
-
-
-async def receive(communicator, timeout: float = 3) -> dict:
-    return json.loads(await communicator.receive_from(timeout=timeout))
 
 
 async def stored_count() -> int:

@@ -5,9 +5,11 @@ It records every message frame it receives (``raw``), across reconnections, so a
 """
 
 import asyncio
+import contextlib
 import json
 import random
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,3 +167,85 @@ async def history(ws_base: str, origin: str, path: str, cookie: str) -> list[dic
                 return frames
             if frame["type"] == "message":
                 frames.append(frame)
+
+
+class RecordedSocket:
+    """One real WebSocket; a reader task records every frame in arrival order, the close code
+    and when the server closed it."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        # Which worker served it (the server's X-Served-By: host:pid, when switched on).
+        self.pid = int(ws.response.headers.get("X-Served-By", "?:0").rsplit(":", 1)[1])
+        self.frames: list[dict[str, Any]] = []
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.close_code: int | None = None
+        self.closed_at: float | None = None
+        self.reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, url: str, origin: str, cookie: str) -> "RecordedSocket":
+        ws = await websockets.connect(
+            url,
+            additional_headers={"Cookie": cookie},
+            origin=origin,
+            open_timeout=20,
+            max_queue=None,
+        )
+        return cls(ws)
+
+    async def _read(self) -> None:
+        try:
+            async for text in self.ws:
+                frame = json.loads(text)
+                self.frames.append(frame)
+                self.queue.put_nowait(frame)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.closed_at = time.monotonic()
+            self.close_code = self.ws.close_code
+            self.queue.put_nowait(None)
+
+    async def next(self, kinds: Collection[str], timeout: float = 10.0) -> dict:
+        """The next frame of one of ``kinds`` (others are skipped; all stay in ``frames``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                frame = await asyncio.wait_for(self.queue.get(), max(remaining, 0.001))
+            except TimeoutError:
+                raise AssertionError(f"no {sorted(kinds)} frame within {timeout}s") from None
+            if frame is None:
+                self.queue.put_nowait(None)
+                raise AssertionError(f"socket closed ({self.close_code}) awaiting {sorted(kinds)}")
+            if frame["type"] in kinds:
+                return frame
+
+    def bodies(self) -> list[str]:
+        return [f["body"] for f in self.frames if f["type"] == "message"]
+
+    async def send(self, **frame: Any) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def wait(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Whether ``condition`` came true within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    async def ended(self, timeout: float) -> bool:
+        """Whether the server closed the socket within ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.reader), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self.ws.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.reader, 10)
