@@ -563,10 +563,10 @@ def signed_up(url: str) -> dict[str, httpx.Client]:
     return {user: signup(url, user) for user in USERS}
 
 
-@pytest.fixture(scope="module")
-def single():
-    """One uvicorn on SQLite."""
-    with live_server(**FAST, CHAT_SERVED_BY_HEADER="1") as server:
+@contextlib.contextmanager
+def sqlite_site(**env: str):
+    """One uvicorn on SQLite, its users signed up."""
+    with live_server(**FAST, **env) as server:
         site = Site(server.url, server.ws_url, sqlite_reader(server.env["SQLITE_PATH"]))
         site.sessions = signed_up(server.url)
         site.log = server.log
@@ -574,12 +574,16 @@ def single():
 
 
 @pytest.fixture(scope="module")
+def single():
+    """One uvicorn on SQLite."""
+    with sqlite_site(CHAT_SERVED_BY_HEADER="1") as site:
+        yield site
+
+
+@pytest.fixture(scope="module")
 def paged():
     """One uvicorn on SQLite whose catch-up answers at most 3 messages per page."""
-    with live_server(**FAST, CHAT_SYNC_LIMIT="3") as server:
-        site = Site(server.url, server.ws_url, sqlite_reader(server.env["SQLITE_PATH"]))
-        site.sessions = signed_up(server.url)
-        site.log = server.log
+    with sqlite_site(CHAT_SYNC_LIMIT="3") as site:
         yield site
 
 

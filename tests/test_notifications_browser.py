@@ -2,6 +2,7 @@
 
 import pytest
 
+from .support.browser import sign_up
 from .support.server import PASSWORD, manage
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
@@ -28,15 +29,6 @@ Object.defineProperty(document, "visibilityState", {
   get: function () { return window.__hidden ? "hidden" : "visible"; },
 });
 """
-
-
-def sign_up(page, base_url: str, username: str) -> None:
-    page.goto(base_url + "/signup/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password1]", PASSWORD)
-    page.fill("input[name=password2]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(base_url + "/rooms/")
 
 
 def bell(page) -> str:

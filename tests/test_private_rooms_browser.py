@@ -13,7 +13,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from .support.server import PASSWORD
+from .support.browser import sign_up as browser_sign_up
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 
@@ -39,12 +39,7 @@ def sign_up(browser, base_url: str, username: str):
     context = browser.new_context(viewport={"width": 900, "height": 700})
     context.add_init_script(RECORD_CLOSES)
     page = context.new_page()
-    page.goto(base_url + "/signup/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password1]", PASSWORD)
-    page.fill("input[name=password2]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(base_url + "/rooms/")
+    browser_sign_up(page, base_url, username)
     return page
 
 

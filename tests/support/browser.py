@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .server import require_program
+from .server import PASSWORD, require_program
 
 # Without the background-networking flags Chromium keeps dialling Google's hosts, which this
 # closed network refuses; --no-sandbox because the tests run as root in CI.
@@ -33,3 +33,13 @@ def chromium() -> Iterator:
             yield browser
         finally:
             browser.close()
+
+
+def sign_up(page, base_url: str, username: str) -> None:
+    """Sign ``username`` up through the real form in ``page``; it lands on /rooms/."""
+    page.goto(base_url + "/signup/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password1]", PASSWORD)
+    page.fill("input[name=password2]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base_url + "/rooms/")
