@@ -290,6 +290,27 @@ def test_any_member_can_leave_and_then_cannot_read_the_room(alice, bob, secret):
 
 
 @pytest.mark.django_db
+def test_a_removed_member_can_change_nothing_even_through_the_services(alice, bob, secret):
+    """Every change re-checks membership under the room's lock, whatever path it came by."""
+    message = services.message_create(room=secret, author=bob, body="before")
+    services.member_remove(room=secret, by=alice, user=bob)
+    seq = Room.objects.get(pk=secret.pk).last_seq
+    attempts = [
+        lambda: services.message_create(room=secret, author=bob, body="after"),
+        lambda: services.message_edit(message=message, user=bob, body="after"),
+        lambda: services.message_delete(message=message, user=bob),
+        lambda: services.reaction_set(message=message, user=bob, emoji="👍", on=True),
+    ]
+    for attempt in attempts:
+        with pytest.raises(services.ChangeRefused) as refused:
+            attempt()
+        assert refused.value.code == "forbidden"
+    assert Room.objects.get(pk=secret.pk).last_seq == seq
+    message.refresh_from_db()
+    assert (message.body, message.deleted) == ("before", None)
+
+
+@pytest.mark.django_db
 def test_a_conversations_members_are_fixed(alice, bob, carol, direct):
     members_page = f"/rooms/{direct.slug}/members/"
     page = client_for(alice).get(members_page).content.decode()
