@@ -4,9 +4,11 @@ See the configuration table in README.md for every variable.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -51,6 +53,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
+    "csp",
     "realtime",
     "chatapp",
     "rooms",
@@ -67,6 +71,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Security headers (docs/security.md): Content-Security-Policy, Permissions-Policy, and
+    # Cache-Control: no-store on every response to a logged-in user.
+    "csp.middleware.CSPMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
+    "chatapp.middleware.private_pages_not_stored",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatproject.urls"
@@ -218,6 +229,10 @@ if env_bool("BEHIND_TLS_PROXY", False):
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+    # Opt-ins, as browsers remember them for SECURE_HSTS_SECONDS: every subdomain HTTPS-only,
+    # and consent to the browsers' preload list. `check --deploy` asks for both.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
     # /healthz and /readyz are probed over plain HTTP by load balancers.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
@@ -231,6 +246,59 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # django-axes first: it refuses a locked-out login before the password is even checked.
+    "chatapp.security.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# Login throttling (django-axes, failures stored in the database so every worker and node
+# shares them). A username with LOGIN_FAILURE_LIMIT failures, or an address with as many, is
+# locked out for LOGIN_COOLOFF_MINUTES; failures older than that are forgotten. The client
+# address is REMOTE_ADDR, which uvicorn already takes from X-Forwarded-For when (and only
+# when) the connection comes from --forwarded-allow-ips (see docs/security.md).
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "chatapp.security.client_address"
+AXES_LOCKOUT_CALLABLE = "chatapp.security.lockout_response"
+# A successful login must not wipe the address's failures: an attacker holding one account
+# could otherwise reset the counter between guesses at others.
+AXES_RESET_ON_SUCCESS = False
+# Sign-ups per client address per hour (every POST to /signup/ counts), in the default cache.
+SIGNUP_LIMIT_PER_HOUR = int(os.environ.get("SIGNUP_LIMIT_PER_HOUR", "20"))
+
+# Content-Security-Policy (django-csp): only this origin's scripts, styles, images, fonts and
+# connections; no inline script or style, no plugins, no framing. 'self' in connect-src covers
+# ws:/wss: to the same host (CSP Level 3, verified in Chromium by tests/test_security_browser.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# Permissions-Policy: the chat uses none of these powerful features, so no page (or anything
+# injected into one) may ask for them.
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "camera",
+        "display-capture",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "usb",
+    )
+}
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "rooms:list"
@@ -271,5 +339,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django": {"level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")}},
+    "loggers": {
+        "django": {"level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+        # Axes logs every attempt at INFO; its warnings (failures, lockouts) are enough, and
+        # chatapp.security logs each failed login with its username and address.
+        "axes": {"level": "WARNING"},
+    },
 }

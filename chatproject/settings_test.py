@@ -16,3 +16,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # A file, not SQLite's shared in-memory database: concurrent writers then wait on the busy
 # timeout as in production, instead of failing with "database table is locked".
 DATABASES["default"].setdefault("TEST", {})["NAME"] = f"/tmp/chatproject-test-{os.getpid()}.sqlite3"  # noqa: F405
+
+# Many tests sign up users from the one test-client address; the sign-up throttle has its own
+# tests (tests/test_security_login.py) that set a small limit.
+SIGNUP_LIMIT_PER_HOUR = 10_000
