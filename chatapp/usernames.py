@@ -64,15 +64,23 @@ def prototype(char: str) -> str:
     return ascii_partners[0] if ascii_partners else char
 
 
-def skeleton(username: str) -> str:
-    """What ``username`` looks like: look-alikes mapped to one prototype, case folded.
+def skeletons(username: str) -> tuple[str, str]:
+    """What ``username`` looks like, ignoring case: look-alikes mapped to one prototype.
 
-    Mapped before and after case folding, so both capital look-alikes (Cyrillic U+041E, Latin I)
-    and small ones meet the same prototype.
+    Two readings, as case folding and look-alikes interfere: mapped before folding, capital I
+    meets l (biII, bill); folded before mapping, a capital look-alike meets its small ASCII
+    letter (Cyrillic U+0410 DMIN folds to a Cyrillic small a, whose prototype is a: admin).
+    Two usernames are confusable when either reading is equal.
     """
     text = unicodedata.normalize("NFKC", username)
-    folded = "".join(prototype(c) for c in text).casefold()
-    return "".join(prototype(c) for c in folded).casefold()
+    mapped_first = "".join(prototype(c) for c in text).casefold()
+    folded_first = "".join(prototype(c) for c in text.casefold()).casefold()
+    return mapped_first, folded_first
+
+
+def confusable(first: str, second: str) -> bool:
+    """Whether two usernames look alike (ignoring case)."""
+    return any(a == b for a, b in zip(skeletons(first), skeletons(second), strict=True))
 
 
 def username_visible_validate(username: str) -> None:
@@ -86,7 +94,6 @@ def username_visible_validate(username: str) -> None:
 
 def username_distinct_validate(username: str) -> None:
     """Refuse a username that looks like an existing one (ignoring case)."""
-    wanted = skeleton(username)
     # Look-alikes map one character to one, so only names of the same length can match.
     same_length = (
         get_user_model()
@@ -95,7 +102,7 @@ def username_distinct_validate(username: str) -> None:
         .values_list("username", flat=True)
     )
     for existing in same_length.iterator():
-        if existing != username and skeleton(existing) == wanted:
+        if existing != username and confusable(existing, username):
             raise ValidationError(
                 "This username is too similar to an existing one (%(existing)s).",
                 code="confusable",
