@@ -10,12 +10,13 @@ from .support.server import PASSWORD, live_server, signup
 pytestmark = pytest.mark.server
 
 LIMIT = 3
+SIGNUPS = 3
 
 
 @pytest.fixture(scope="module")
 def server():
     """uvicorn on its defaults: 127.0.0.1 (where nginx would be) is the trusted proxy."""
-    with live_server(LOGIN_FAILURE_LIMIT=str(LIMIT), SIGNUP_LIMIT_PER_HOUR="2") as running:
+    with live_server(LOGIN_FAILURE_LIMIT=str(LIMIT), SIGNUP_LIMIT_PER_HOUR=str(SIGNUPS)) as running:
         signup(running.url, "alice")
         yield running
 
@@ -69,8 +70,8 @@ def test_signups_past_the_hourly_limit_of_an_address_are_refused(server):
         data = {"username": username, "password1": PASSWORD, "password2": PASSWORD}
         return form_post(server.url, "/signup/", data, forwarded_for=address)
 
-    assert signup_post("carol", "192.0.2.50").status_code == 302
-    assert signup_post("dave", "192.0.2.50").status_code == 302
+    for i in range(SIGNUPS):
+        assert signup_post(f"carol{i}", "192.0.2.50").status_code == 302
     refused = signup_post("erin", "192.0.2.50")
     assert refused.status_code == 429
     assert "Too many sign-ups from your address" in refused.text
@@ -86,3 +87,16 @@ def test_a_client_cannot_escape_the_address_lockout_by_forging_x_forwarded_for(
     assert response.status_code == 429
     assert "address=127.0.0.1" in untrusting_server.log()
     assert "address=203.0.113" not in untrusting_server.log()
+
+
+def test_the_real_server_marks_private_pages_no_store_and_sends_the_policy(server):
+    """Under uvicorn the middleware chain runs async: the same headers as in-process."""
+    client = signup(server.url, "frank")
+    page = client.get("/rooms/")
+    client.close()
+    assert page.status_code == 200
+    assert "no-store" in page.headers["cache-control"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "camera=()" in page.headers["permissions-policy"]
+    anonymous = httpx.get(server.url + "/", timeout=20)
+    assert "no-store" not in anonymous.headers.get("cache-control", "")
