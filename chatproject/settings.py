@@ -266,6 +266,9 @@ AXES_LOCKOUT_CALLABLE = "chatapp.security.lockout_response"
 # A successful login must not wipe the address's failures: an attacker holding one account
 # could otherwise reset the counter between guesses at others.
 AXES_RESET_ON_SUCCESS = False
+# Axes would otherwise store a row for every successful login and logout, forever; failures
+# are kept (until the cool-off) and logged by chatapp.security.
+AXES_DISABLE_ACCESS_LOG = True
 # Sign-ups per client address per hour (every POST to /signup/ counts), in the default cache.
 SIGNUP_LIMIT_PER_HOUR = int(os.environ.get("SIGNUP_LIMIT_PER_HOUR", "20"))
 

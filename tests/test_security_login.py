@@ -143,3 +143,15 @@ def test_refused_signups_count_too(settings):
         "/signup/", {"username": "fresh", "password1": PASSWORD, "password2": PASSWORD}
     )
     assert response.status_code == 429
+
+
+@pytest.mark.django_db
+def test_successful_logins_leave_no_rows_behind():
+    from axes.models import AccessLog
+
+    user_create("alice")
+    client, response = login_post("alice", PASSWORD)
+    assert response.status_code == 302
+    client.post("/logout/")
+    assert not AccessLog.objects.exists()
+    assert not AccessAttempt.objects.exists()
