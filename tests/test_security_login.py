@@ -4,7 +4,7 @@ import logging
 import uuid
 
 import pytest
-from axes.models import AccessAttempt
+from axes.models import AccessAttempt, AccessLog
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
 from django.test import Client
@@ -147,8 +147,6 @@ def test_refused_signups_count_too(settings):
 
 @pytest.mark.django_db
 def test_successful_logins_leave_no_rows_behind():
-    from axes.models import AccessLog
-
     user_create("alice")
     client, response = login_post("alice", PASSWORD)
     assert response.status_code == 302
