@@ -153,3 +153,14 @@ def test_successful_logins_leave_no_rows_behind():
     client.post("/logout/")
     assert not AccessLog.objects.exists()
     assert not AccessAttempt.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_login_is_throttled_by_the_same_counter():
+    get_user_model().objects.create_superuser("root", password=PASSWORD)
+    client = Client(REMOTE_ADDR="203.0.113.16")
+    for _ in range(LIMIT):
+        client.post("/admin/login/", {"username": "root", "password": "guess"})
+    response = client.post("/admin/login/?next=/admin/", {"username": "root", "password": PASSWORD})
+    assert response.status_code == 429
+    assert client.get("/admin/").status_code == 302
