@@ -127,6 +127,10 @@ class Membership(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_memberships"
     )
     joined = models.DateTimeField(default=timezone.now)
+    # The room seq up to which this member has read (docs/protocol.md, "Read markers"). Set to
+    # the room's seq when the membership starts, so a room never opened before does not count
+    # its whole history as unread; it only moves forward (services.read_mark).
+    last_read_seq = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [

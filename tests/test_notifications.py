@@ -393,7 +393,7 @@ async def test_a_mention_notifies_that_user_with_a_link_to_the_message(connect, 
     message = await receive(chat)
     frame = await receive(b)
     assert frame["text"] == f"alice mentioned you in {room.name}: {message['body']}"
-    assert frame["link"] == f"/rooms/{room.slug}/#message-{message['seq']}"
+    assert frame["link"] == f"/rooms/{room.slug}/?around={message['seq']}"
     assert frame["unread"] == 1
     # Nobody else was mentioned: the author mentioning themselves is not notified.
     assert await Delivery.objects.acount() == 1
