@@ -48,12 +48,14 @@ def room_can_manage(*, user: AbstractBaseUser, room: Room) -> bool:
 
 
 def room_list(*, user: AbstractBaseUser) -> list[Room]:
-    """The rooms list of ``user``: readable rooms, most recent activity first.
-
-    Direct conversations carry ``title`` (the other members' names), every room ``title``.
+    """The rooms list of ``user`` (the "browse rooms" page): readable rooms, most recent
+    activity first, each with ``title`` (a direct conversation's: the other members' names)
+    and ``joined`` (whether it is in their sidebar).
     """
+    joined = Membership.objects.filter(room=OuterRef("pk"), user_id=user.pk)
     rooms = list(
         rooms_readable(user=user)
+        .annotate(joined=Exists(joined))
         .order_by("-last_activity", "-pk")
         .prefetch_related(_direct_members())
     )

@@ -61,12 +61,16 @@ def _entry(user: Any, slug: str) -> tuple[int, str, int, int] | None:
 class RoomWatch:
     """One socket's view of one of its user's rooms: a hub subscriber of the room's group."""
 
-    __slots__ = ("live", "owner", "recounting", "room_id", "slug", "through", "unread")
+    __slots__ = ("live", "owner", "quiet", "recounting", "room_id", "slug", "through", "unread")
 
     def __init__(self, owner: "SidebarMixin", room_id: int, slug: str) -> None:
         self.owner = owner
         self.room_id = room_id
         self.slug = slug
+        # The room socket's own room: the page has its frames already (message, 4403), so the
+        # watch only keeps the count that ``read`` frames carry.
+        room = getattr(owner, "room", None)
+        self.quiet = room is not None and room.pk == room_id
         self.unread = 0
         self.through = 0
         self.live: list[int] = []
@@ -88,6 +92,8 @@ class RoomWatch:
                 self.live.append(seq)
                 del self.live[:-LIVE_LIMIT]
                 self.unread += 1
+            if self.quiet:
+                return
             self.owner.sidebar_send(
                 {"type": "room.activity", "room": self.slug, "seq": seq, "unread": self.unread}
             )
@@ -105,7 +111,7 @@ class RoomWatch:
 
     def revoke(self, user_id: int) -> None:
         """The user left or was removed: drop the room from the sidebar."""
-        if user_id == self.owner.user.pk:
+        if user_id == self.owner.user.pk and not self.quiet:
             self.owner.sidebar_drop(self)
 
 
@@ -157,6 +163,8 @@ class SidebarMixin:
             watch.recounting = False
         if loaded is not None and not self.closing:  # type: ignore[attr-defined]
             watch.reset(*loaded)
+            if watch.quiet:
+                return
             self.sidebar_send({"type": "room.unread", "room": watch.slug, "unread": watch.unread})
 
     def sidebar_resync(self) -> None:
