@@ -81,7 +81,7 @@ print(json.dumps([m.seq for m in made]))
 
 def test_badges_rise_in_every_tab_and_clear_in_all_when_read_in_one(server, open_as):
     alice, client = open_as("alice-badges")
-    bob, bob_client = open_as("bob-badges")
+    bob, _ = open_as("bob-badges")
     first = room_create(client, "Badges one")
     second = room_create(client, "Badges two")
     for path in (first, second):
@@ -143,9 +143,12 @@ def test_scrolling_up_loads_every_message_once_until_the_first(server, open_as):
         page.evaluate("window.scrollTo(0, 0)")
         page.wait_for_timeout(250)
     expect(page.locator("#history-start")).to_have_text("This is the first message of the room.")
-    shown = [int(s) for s in page.locator("#messages > li.message").evaluate_all(
-        "items => items.map(i => i.dataset.seq)"
-    )]
+    shown = [
+        int(s)
+        for s in page.locator("#messages > li.message").evaluate_all(
+            "items => items.map(i => i.dataset.seq)"
+        )
+    ]
     expected = [s for i, s in enumerate(seqs) if i != 7]
     assert shown == expected
     expect(bodies.nth(5)).to_have_text("old 5, edited")
@@ -169,9 +172,7 @@ def test_around_opens_the_message_highlighted_and_loads_both_ways(server, open_a
         page.wait_for_timeout(200)
         if page.locator("#history-end").is_hidden():
             break
-    expect(page.locator("#messages > li.message").last).to_have_attribute(
-        "data-seq", str(seqs[-1])
-    )
+    expect(page.locator("#messages > li.message").last).to_have_attribute("data-seq", str(seqs[-1]))
     send(page, "a new one at the end")
     for _ in range(40):
         page.evaluate("window.scrollTo(0, 0)")
