@@ -86,9 +86,9 @@ def _fill(total: int) -> dict[str, Any]:
         for i, room in enumerate(rooms):
             # Author: one of the 20 (the reader writes every 10th message); every 100th deleted.
             values = (
-                "{room}, CASE WHEN n % 10 = 0 THEN {reader} ELSE {first} + n % {authors} END,"
-                " n, n, CASE WHEN n % 100 = 50 THEN '' ELSE 'message ' || n END, {created},"
-                " NULL, CASE WHEN n % 100 = 50 THEN {created} ELSE NULL END, NULL, NULL"
+                "{room}, CASE WHEN n %% 10 = 0 THEN {reader} ELSE {first} + n %% {authors} END,"
+                " n, n, CASE WHEN n %% 100 = 50 THEN '' ELSE 'message ' || n END, {created},"
+                " NULL, CASE WHEN n %% 100 = 50 THEN {created} ELSE NULL END, NULL, NULL"
             ).format(
                 room=room.pk,
                 reader=reader.pk,
