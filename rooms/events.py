@@ -130,6 +130,15 @@ def member_removed(room: Room, user: Any, seq: int) -> None:
     frame_broadcast(room_group(room.pk), payload, seq=seq, revoke=user.pk)
 
 
+ROOM_REMOVED = "room.removed"
+
+
+def member_left(room: Room, user_id: int) -> None:
+    """Tell a user's sockets they left a public room: their sidebars drop it. (Leaving a private
+    room is ``member_removed``, in the room's seq order.)"""
+    event_broadcast(user_group(user_id), {"type": ROOM_REMOVED, "room": room.slug})
+
+
 ROOM_READ = "read"
 
 

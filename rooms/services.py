@@ -158,6 +158,8 @@ def _membership_end(room: Room, user: AbstractBaseUser) -> bool:
         if deleted and room.kind != Room.Kind.PUBLIC:
             # A change of who may read the room: it takes the room's next seq like any other.
             events.member_removed(room, user, _seq_take(room.pk, timezone.now()))
+        elif deleted:  # left a public room: only their sidebars change
+            events.member_left(room, user.pk)
     return bool(deleted)
 
 

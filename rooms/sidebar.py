@@ -178,14 +178,15 @@ class SidebarMixin:
         for watch in await self._sidebar_load():
             self.sidebar_send({"type": "room.unread", "room": watch.slug, "unread": watch.unread})
 
-    def sidebar_drop(self, watch: RoomWatch) -> None:
+    def sidebar_drop(self, watch: RoomWatch, announce: bool = True) -> None:
         if self.watches is None or self.watches.get(watch.slug) is not watch:
             return
         del self.watches[watch.slug]
         asyncio.get_running_loop().create_task(
             get_hub().unsubscribe(room_group(watch.room_id), watch)
         )
-        self.sidebar_send({"type": "room.removed", "room": watch.slug})
+        if announce:
+            self.sidebar_send({"type": events.ROOM_REMOVED, "room": watch.slug})
 
     async def _sidebar_add(self, slug: str) -> None:
         row = await _entry(self.user, slug)
@@ -198,7 +199,7 @@ class SidebarMixin:
             watch.reset(*loaded)
 
     def deliver_event(self, payload: dict[str, Any]) -> None:
-        """Per-user events: a read marker moved, a room was added (called by the hub)."""
+        """Per-user events: a read marker moved, a room added or left (called by the hub)."""
         kind = payload.get("type")
         if kind == events.ROOM_READ and self.watches is not None:
             watch = self.watches.get(payload.get("room", ""))
@@ -208,6 +209,10 @@ class SidebarMixin:
             frame = {k: payload[k] for k in ("type", "room", "seq")}
             self.sidebar_send({**frame, "unread": watch.unread})
             return
+        if kind == events.ROOM_REMOVED and self.watches is not None:
+            watch = self.watches.get(payload.get("room", ""))
+            if watch is not None:
+                self.sidebar_drop(watch, announce=False)  # the payload itself is the frame
         if kind == events.MEMBER_ADDED and self.watches is not None:
             slug = (payload.get("room") or {}).get("slug")
             if isinstance(slug, str):

@@ -1,3 +1,4 @@
+import django.db.models.deletion
 from django.db import migrations, models
 from django.db.models import OuterRef, Subquery
 
@@ -23,4 +24,16 @@ class Migration(migrations.Migration):
             field=models.PositiveBigIntegerField(default=0),
         ),
         migrations.RunPython(existing_members_read_all, migrations.RunPython.noop),
+        # The (room, seq) and (room, changed_seq) indexes serve lookups by room; a lone room
+        # index made PostgreSQL scan whole rooms to count unread messages (models.Message.room).
+        migrations.AlterField(
+            model_name="message",
+            name="room",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="messages",
+                to="rooms.room",
+            ),
+        ),
     ]
