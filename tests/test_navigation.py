@@ -227,3 +227,57 @@ def test_a_page_that_ends_at_the_first_message_says_there_is_no_more(alice, room
     assert len(page) == 5 and more is False
     page, more = selectors.messages_before(room=room, before=6, limit=4)
     assert len(page) == 4 and more is True
+
+
+# -- The room page's window: ?around=<seq>, the first unread message ------------------------
+
+
+def page_config(client: Client, path: str) -> dict:
+    response = client.get(path)
+    assert response.status_code == 200
+    return response.context["chat_config"] | {
+        "seqs": [m.seq for m in response.context["chat_messages"]]
+    }
+
+
+def test_around_opens_on_the_messages_around_that_seq(alice, room):
+    messages_make(room, alice, 200)
+    client = Client()
+    client.force_login(alice)
+    config = page_config(client, f"/rooms/{room.slug}/?around=100")
+    assert config["seqs"] == list(range(75, 125))
+    assert config["around"] == 100 and config["hasOlder"] and config["hasNewer"]
+    latest = page_config(client, f"/rooms/{room.slug}/?around=nonsense")
+    assert latest["seqs"] == list(range(151, 201)) and not latest["hasNewer"]
+
+
+def test_a_room_opens_around_the_first_unread_message_when_it_is_older_than_the_page(
+    alice, bob, room
+):
+    services.room_join(room=room, user=bob)
+    messages_make(room, alice, 120)
+    services.read_mark(user=bob, room=room, seq=30)
+    client = Client()
+    client.force_login(bob)
+    config = page_config(client, f"/rooms/{room.slug}/")
+    assert 31 in config["seqs"] and config["lastReadSeq"] == 30
+    assert config["hasNewer"] and config["around"] is None
+
+
+def test_around_and_history_of_a_private_room_are_not_found_for_a_non_member(alice, carol):
+    secret = services.room_create(name="Secret", created_by=alice, private=True)
+    messages_make(secret, alice, 3)
+    client = Client()
+    client.force_login(carol)
+    assert client.get(f"/rooms/{secret.slug}/?around=2").status_code == 404
+    page = client.get("/notifications/").content.decode()
+    assert secret.slug not in page and "Secret" not in page
+
+
+def test_browse_rooms_marks_which_public_rooms_are_joined(alice, bob):
+    joined, other = room_make("Joined one", created_by=alice), room_make("Other", created_by=alice)
+    services.room_join(room=joined, user=bob)
+    client = Client()
+    client.force_login(bob)
+    rooms = {r.slug: r.joined for r in client.get("/rooms/").context["rooms"]}
+    assert rooms == {joined.slug: True, other.slug: False}
