@@ -195,11 +195,16 @@ def _member_rooms(user: AbstractBaseUser) -> QuerySet[Room]:
     )
 
 
-def conversations_unread(*, user: AbstractBaseUser) -> list[tuple[int, str, int, int]]:
-    """``(id, slug, unread, through)`` of each of ``user``'s rooms in one query: the sidebar's
-    counts for a socket, each current to the room seq ``through`` (read in the same statement,
-    so the two agree)."""
-    return list(_member_rooms(user).values_list("pk", "slug", "unread", "last_seq"))
+def conversations_unread(
+    *, user: AbstractBaseUser, slug: str | None = None
+) -> list[tuple[int, str, int, int]]:
+    """``(id, slug, unread, through)`` of each of ``user``'s rooms (or of room ``slug`` only)
+    in one query: the sidebar's counts for a socket, each current to the room seq ``through``
+    (read in the same statement, so the two agree)."""
+    rooms = _member_rooms(user)
+    if slug is not None:
+        rooms = rooms.filter(slug=slug)
+    return list(rooms.values_list("pk", "slug", "unread", "last_seq"))
 
 
 def room_unread(*, user: AbstractBaseUser, room_id: int) -> tuple[int, int] | None:

@@ -55,7 +55,7 @@ def _count(user: Any, room_id: int) -> tuple[int, int] | None:
 
 @database_sync_to_async
 def _entry(user: Any, slug: str) -> tuple[int, str, int, int] | None:
-    return next((row for row in selectors.conversations_unread(user=user) if row[1] == slug), None)
+    return next(iter(selectors.conversations_unread(user=user, slug=slug)), None)
 
 
 class RoomWatch:
@@ -205,9 +205,15 @@ class SidebarMixin:
             watch = self.watches.get(payload.get("room", ""))
             if watch is None:
                 return
+            stale = payload["through"] < watch.through
             watch.reset(payload["unread"], payload["through"])
             frame = {k: payload[k] for k in ("type", "room", "seq")}
             self.sidebar_send({**frame, "unread": watch.unread})
+            if stale and not watch.recounting:
+                # Counted before a newer load of ours: messages between the two are in neither
+                # the count nor the live list, so count again.
+                watch.recounting = True
+                asyncio.get_running_loop().create_task(self.sidebar_recount(watch))
             return
         if kind == events.ROOM_REMOVED and self.watches is not None:
             watch = self.watches.get(payload.get("room", ""))

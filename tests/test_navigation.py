@@ -281,3 +281,43 @@ def test_browse_rooms_marks_which_public_rooms_are_joined(alice, bob):
     client.force_login(bob)
     rooms = {r.slug: r.joined for r in client.get("/rooms/").context["rooms"]}
     assert rooms == {joined.slug: True, other.slug: False}
+
+
+# -- A socket's count across the race between loading it and live frames ------------------
+
+
+class Owner:
+    """What a ``RoomWatch`` needs of its socket: who, and where frames go."""
+
+    username = "bob"
+
+    def __init__(self) -> None:
+        self.user = type("U", (), {"pk": 2})()
+        self.sent: list[dict] = []
+
+    def sidebar_send(self, payload: dict) -> None:
+        self.sent.append(payload)
+
+
+def live(watch, seq: int, user: str = "alice") -> None:
+    from realtime.events import frame_dumps
+
+    watch.deliver_frame(frame_dumps({"type": "message", "user": user, "seq": seq}), seq)
+
+
+def test_a_live_message_is_counted_once_whether_it_arrives_before_or_after_the_load():
+    from rooms.sidebar import RoomWatch
+
+    watch = RoomWatch(Owner(), 1, "general")
+    live(watch, 11)  # arrived while the count loaded; the load (through 11) includes it
+    live(watch, 12)  # stored after the load's statement
+    watch.reset(5, 11)
+    assert watch.unread == 6
+    live(watch, 11)  # a late copy at or below the load's seq changes nothing
+    live(watch, 13, user="bob")  # the user's own message: activity, not unread
+    assert watch.unread == 6
+    assert [f["unread"] for f in watch.owner.sent] == [1, 2, 6]
+    # A read marker moved (count 0 as of seq 12): what came live after 12 still counts.
+    live(watch, 14)
+    watch.reset(0, 12)
+    assert watch.unread == 1
