@@ -137,6 +137,13 @@ def test_scrolling_up_loads_every_message_once_until_the_first(server, open_as):
     page = open_page(alice, server, path)
     bodies = page.locator("#messages > li.message .body")
     expect(bodies).to_have_count(50)
+    # The first page of older messages goes above without moving what the reader looks at.
+    oldest_shown = page.locator("#messages > li.message").first
+    top = oldest_shown.evaluate(
+        "node => { window.scrollTo(0, 0); return node.getBoundingClientRect().top; }"
+    )
+    expect(bodies).to_have_count(100)
+    assert abs(oldest_shown.evaluate("node => node.getBoundingClientRect().top") - top) < 2
     for _ in range(40):
         if page.locator("#history-start").get_attribute("data-more") == "false":
             break
