@@ -174,13 +174,21 @@ def test_around_opens_the_message_highlighted_and_loads_both_ways(server, open_a
     marked = page.locator(f"#message-{target}")
     expect(marked).to_have_class(re.compile("target"))
     expect(marked).to_be_in_viewport()
+    # A message said meanwhile waits for the newer pages instead of leaving a gap before it.
+    bob, _ = open_as("bob-around")
+    bob_page = open_page(bob, server, path)
+    send(bob_page, "said meanwhile")
+    said = int(bob_page.locator("#messages > li.message").last.get_attribute("data-seq"))
+    page.wait_for_timeout(500)  # it reached alice's socket, and waits
+    expect(page.locator(f"#message-{said}")).to_have_count(0)
     # Newer pages load at the bottom until the newest; older ones at the top until the first.
     for _ in range(40):
         page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
         page.wait_for_timeout(200)
         if page.locator("#history-end").is_hidden():
             break
-    expect(page.locator("#messages > li.message").last).to_have_attribute("data-seq", str(seqs[-1]))
+    expect(page.locator("#messages > li.message").last).to_have_attribute("data-seq", str(said))
+    seqs.append(said)
     send(page, "a new one at the end")
     for _ in range(40):
         page.evaluate("window.scrollTo(0, 0)")
