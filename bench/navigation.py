@@ -80,39 +80,13 @@ def _fill(total: int) -> dict[str, Any]:
     Membership.objects.bulk_create(members)
 
     table = connection.ops.quote_name(Message._meta.db_table)
-    first_author = authors[0].pk
+    sql, order = _insert_sql(connection.vendor, table, reader.pk, authors[0].pk)
+    stamp = connection.ops.adapt_datetimefield_value(now)
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
         for i, room in enumerate(rooms):
-            # Author: one of the 20 (the reader writes every 10th message); every 100th deleted.
-            values = (
-                "{room}, CASE WHEN n %% 10 = 0 THEN {reader} ELSE {first} + n %% {authors} END,"
-                " n, n, CASE WHEN n %% 100 = 50 THEN '' ELSE 'message ' || n END, {created},"
-                " NULL, CASE WHEN n %% 100 = 50 THEN {created} ELSE NULL END, NULL, NULL"
-            ).format(
-                room=room.pk,
-                reader=reader.pk,
-                first=first_author,
-                authors=AUTHORS,
-                created="%s",
-            )
-            columns = (
-                "room_id, author_id, seq, changed_seq, body, created, edited, deleted,"
-                " client_id, reply_to_id"
-            )
-            stamp = connection.ops.adapt_datetimefield_value(now)
-            if connection.vendor == "postgresql":
-                sql = (
-                    f"INSERT INTO {table} ({columns}) SELECT {values} FROM generate_series(1, %s) n"
-                )
-                params = [stamp, stamp, per_room[i]]
-            else:
-                sql = (
-                    "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < %s)"
-                    f" INSERT INTO {table} ({columns}) SELECT {values} FROM s"
-                )
-                params = [per_room[i], stamp, stamp]
-            cursor.execute(sql, params)
+            values = {"room": room.pk, "count": per_room[i], "created": stamp}
+            cursor.execute(sql, [values[name] for name in order])
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {table}")
@@ -122,6 +96,25 @@ def _fill(total: int) -> dict[str, Any]:
         "messages": Message.objects.count(),
         "load_s": round(time.perf_counter() - started, 1),
     }
+
+
+def _insert_sql(vendor: str, table: str, reader: int, first: int) -> tuple[str, list[str]]:
+    """One INSERT ... SELECT of a room's messages 1..count, and its parameters' order. The
+    reader writes every 10th message, the 20 authors the others; every 100th is deleted."""
+    values = (
+        f"%s, CASE WHEN n %% 10 = 0 THEN {reader} ELSE {first} + n %% {AUTHORS} END, n, n,"
+        " CASE WHEN n %% 100 = 50 THEN '' ELSE 'message ' || n END, %s, NULL,"
+        " CASE WHEN n %% 100 = 50 THEN %s ELSE NULL END, NULL, NULL"
+    )
+    columns = (
+        "room_id, author_id, seq, changed_seq, body, created, edited, deleted, client_id,"
+        " reply_to_id"
+    )
+    insert = f"INSERT INTO {table} ({columns}) SELECT {values}"
+    if vendor == "postgresql":
+        return f"{insert} FROM generate_series(1, %s) AS n", ["room", "created", "created", "count"]
+    series = "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < %s)"
+    return f"{series} {insert} FROM s", ["count", "room", "created", "created"]
 
 
 def _quantiles(samples: list[float]) -> dict[str, float]:
