@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async
 
 from realtime.consumers import HubConsumer
 from realtime.events import EVERYONE_GROUP, frame_dumps, user_group
+from rooms.sidebar import SidebarMixin
 
 from . import events, selectors
 
@@ -126,7 +127,7 @@ class NotificationsMixin:
             asyncio.get_running_loop().create_task(self._resnapshot())
 
 
-class NotificationConsumer(NotificationsMixin, HubConsumer):
+class NotificationConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
     """``/ws/notifications/``: the socket of pages that have no room socket.
 
     Server → client only: ``notification.unread`` on connect, then ``notification`` and
@@ -138,6 +139,7 @@ class NotificationConsumer(NotificationsMixin, HubConsumer):
         if not await self.accept_user():
             return
         await self.notifications_join()
+        await self.sidebar_join()
         # Queued behind anything already delivered, so the client's count ends up current.
         self.enqueue(self.unread_frame())
         self.start_writer()

@@ -259,7 +259,7 @@ def mentions_notify(message: Message) -> NotifyResult | None:
     return notify(
         text=f"{message.author.get_username()} mentioned you in {room.name or 'a conversation'}: "
         f"{body}",
-        link=f"{room.get_absolute_url()}#message-{message.seq}",
+        link=f"{room.get_absolute_url()}?around={message.seq}",
         sender=message.author,
         users=mentioned,
         kind=Notification.Audience.MENTION,

@@ -17,8 +17,10 @@ from realtime.events import room_group
 
 from . import events, selectors, services
 from .models import Message, Room
+from .sidebar import SidebarMixin
 
 SEQ_MAX = 2**63 - 1
+HISTORY_LIMIT_MAX = 100
 
 
 @database_sync_to_async
@@ -83,10 +85,38 @@ def _history(room_id: int, after: int, limit: int) -> tuple[list[dict[str, Any]]
     return frames, last, more
 
 
-def _parse_seq(value: Any) -> int:
+@database_sync_to_async
+def _history_page(
+    user: Any, room: Room, cursor: str, seq: int, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    # The access rule again, not only at connect: a member removed a moment ago reads nothing.
+    if not selectors.room_can_read(user=user, room=room):
+        raise services.ChangeRefused("forbidden", "You are not a member of this room.")
+    page = selectors.messages_before if cursor == "before" else selectors.messages_after
+    messages, more = page(room=room, **{cursor: seq}, limit=limit)
+    return [events.message_payload(m, selectors.reactions_state(m)) for m in messages], more
+
+
+@database_sync_to_async
+def _read_mark(user: Any, room: Room, seq: int) -> None:
+    services.read_mark(user=user, room=room, seq=seq)
+
+
+def _parse_seq(value: Any, name: str = "after") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEQ_MAX:
-        raise ClientError("invalid_after", '"after" must be a non-negative integer seq.')
+        raise ClientError(f"invalid_{name}", f'"{name}" must be a non-negative integer seq.')
     return value
+
+
+def _parse_history(frame: dict[str, Any]) -> tuple[str, int, int]:
+    """``(cursor, seq, limit)`` of a ``history`` frame: exactly one of "before" and "after"."""
+    given = [name for name in ("before", "after") if frame.get(name) is not None]
+    if len(given) != 1:
+        raise ClientError("invalid_history", 'A history frame has one of "before" or "after".')
+    limit = frame.get("limit", settings.CHAT_HISTORY_PAGE)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= HISTORY_LIMIT_MAX:
+        raise ClientError("invalid_limit", f'"limit" must be an integer 1-{HISTORY_LIMIT_MAX}.')
+    return given[0], _parse_seq(frame[given[0]], given[0]), limit
 
 
 def _parse_body(frame: dict[str, Any]) -> str:
@@ -102,7 +132,7 @@ def _parse_body(frame: dict[str, Any]) -> str:
     return body
 
 
-class RoomConsumer(NotificationsMixin, HubConsumer):
+class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
     """One user's socket in one room; it also carries the user's notifications."""
 
     async def connect(self) -> None:
@@ -132,8 +162,9 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
         if "after" in query:
             self.skip_through = await self.send_history(after)
         self.start_writer()
-        # After the writer starts, so loading the unread count never holds back the chat.
+        # After the writer starts, so loading the unread counts never holds back the chat.
         await self.notifications_join()
+        await self.sidebar_join()
 
     async def send_history(self, after: int) -> int:
         """Send every change after ``after`` (capped) and a ``synced`` frame.
@@ -153,6 +184,9 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
         kind = frame["type"]
         if kind == "sync":
             await self.send_history(_parse_seq(frame.get("after")))
+            return
+        if kind in self.reads:
+            await self.reads[kind](self, frame)
             return
         handler = self.changes.get(kind)
         if handler is None:
@@ -197,6 +231,21 @@ class RoomConsumer(NotificationsMixin, HubConsumer):
             raise ClientError("invalid_frame", '"on" must be true or false.')
         self.rate_check()
         await _reaction_set(self.room, self.user, frame.get("id"), emoji, on)
+
+    async def receive_read(self, frame: dict[str, Any]) -> None:
+        """The user has seen the room up to ``seq``; the marker only moves forward."""
+        await _read_mark(self.user, self.room, _parse_seq(frame.get("seq"), "seq"))
+
+    async def receive_history(self, frame: dict[str, Any]) -> None:
+        """A page of older (``before``) or newer (``after``) messages, oldest first."""
+        cursor, seq, limit = _parse_history(frame)
+        try:
+            messages, more = await _history_page(self.user, self.room, cursor, seq, limit)
+        except services.ChangeRefused as refused:
+            raise ClientError(refused.code, refused.detail) from None
+        await self.send_json({"type": "history", cursor: seq, "messages": messages, "more": more})
+
+    reads = {"read": receive_read, "history": receive_history}
 
     changes = {
         "message": receive_message,

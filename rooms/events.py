@@ -128,3 +128,29 @@ def member_removed(room: Room, user: Any, seq: int) -> None:
     """
     payload = {"type": "member.removed", "seq": seq, "room": room.slug, "user": user.get_username()}
     frame_broadcast(room_group(room.pk), payload, seq=seq, revoke=user.pk)
+
+
+ROOM_REMOVED = "room.removed"
+
+
+def member_left(room: Room, user_id: int) -> None:
+    """Tell a user's sockets they left a public room: their sidebars drop it. (Leaving a private
+    room is ``member_removed``, in the room's seq order.)"""
+    event_broadcast(user_group(user_id), {"type": ROOM_REMOVED, "room": room.slug})
+
+
+ROOM_READ = "read"
+
+
+def room_read(user_id: int, room: Room, seq: int, unread: int, through: int) -> None:
+    """Tell every socket of a user that they read ``room`` up to ``seq``: each sidebar sets the
+    room's count (``unread`` as of room seq ``through``; a socket adds what it counted live
+    after that) and the user's other tabs of the room know what was read."""
+    payload = {
+        "type": ROOM_READ,
+        "room": room.slug,
+        "seq": seq,
+        "unread": unread,
+        "through": through,
+    }
+    event_broadcast(user_group(user_id), payload)

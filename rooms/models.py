@@ -60,7 +60,12 @@ class Message(models.Model):
     A deleted message stays as a tombstone: its text is erased, ``deleted`` is set.
     """
 
-    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    # No index of its own: the (room, seq) and (room, changed_seq) indexes start with it, and
+    # a lone room index misleads PostgreSQL's planner into scanning a whole room to count the
+    # messages after a seq (the unread counts; bench/navigation.py).
+    room = models.ForeignKey(
+        Room, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages"
     )
@@ -127,6 +132,10 @@ class Membership(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_memberships"
     )
     joined = models.DateTimeField(default=timezone.now)
+    # The room seq up to which this member has read (docs/protocol.md, "Read markers"). Set to
+    # the room's seq when the membership starts, so a room never opened before does not count
+    # its whole history as unread; it only moves forward (services.read_mark).
+    last_read_seq = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [

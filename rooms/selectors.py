@@ -7,10 +7,12 @@ service and later feature that touches a room calls one of them (Zulip's
 """
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from .models import Membership, Message, Reaction, Room
 
@@ -46,27 +48,31 @@ def room_can_manage(*, user: AbstractBaseUser, room: Room) -> bool:
 
 
 def room_list(*, user: AbstractBaseUser) -> list[Room]:
-    """The rooms list of ``user``: readable rooms, most recent activity first.
-
-    Direct conversations carry ``title`` (the other members' names), every room ``title``.
+    """The rooms list of ``user`` (the "browse rooms" page): readable rooms, most recent
+    activity first, each with ``title`` (a direct conversation's: the other members' names)
+    and ``joined`` (whether it is in their sidebar).
     """
+    joined = Membership.objects.filter(room=OuterRef("pk"), user_id=user.pk)
     rooms = list(
         rooms_readable(user=user)
+        .annotate(joined=Exists(joined))
         .order_by("-last_activity", "-pk")
-        .prefetch_related(
-            Prefetch(
-                "memberships",
-                # Only direct conversations are named after their members (at most 8).
-                queryset=Membership.objects.filter(room__kind=Room.Kind.DIRECT)
-                .select_related("user")
-                .order_by("user__username"),
-                to_attr="member_list",
-            )
-        )
+        .prefetch_related(_direct_members())
     )
     for room in rooms:
         room.title = room_title(room=room, user=user)
     return rooms
+
+
+def _direct_members() -> Prefetch:
+    # Only direct conversations are named after their members (at most 8).
+    return Prefetch(
+        "memberships",
+        queryset=Membership.objects.filter(room__kind=Room.Kind.DIRECT)
+        .select_related("user")
+        .order_by("user__username"),
+        to_attr="member_list",
+    )
 
 
 def room_title(*, room: Room, user: AbstractBaseUser) -> str:
@@ -116,14 +122,6 @@ def reactions_state(message: Message) -> dict[str, list[str]]:
     return dict(state)
 
 
-def messages_latest(*, room: Room, limit: int) -> list[Message]:
-    """The room's latest ``limit`` messages that are not deleted, oldest first."""
-    latest = _with_state(Message.objects.filter(room=room, deleted__isnull=True)).order_by("-seq")[
-        :limit
-    ]
-    return list(reversed(latest))
-
-
 def changes_after(*, room_id: int, after: int, limit: int) -> tuple[list[Message], int, bool]:
     """What changed in a room after seq ``after``: ``(messages, last_seq, more)``.
 
@@ -155,3 +153,131 @@ def message_in_room(*, room: Room, message_id: Any) -> Message | None:
     if not 0 < message_id < 2**63:  # beyond the database's integers: no such message
         return None
     return Message.objects.filter(room=room, pk=message_id).select_related("author").first()
+
+
+def _unread_count(user_id: int, after: Any) -> Subquery:
+    """The number of messages of the outer room after seq ``after`` (an expression over the
+    outer query) by others than ``user_id`` that are not deleted: the unread count's rule."""
+    counted = (
+        Message.objects.filter(room=OuterRef("pk"), seq__gt=after, deleted__isnull=True)
+        .exclude(author_id=user_id)
+        .order_by()
+        .values("room")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted), 0)
+
+
+def conversations(*, user: AbstractBaseUser) -> list[Room]:
+    """The sidebar of ``user``: the rooms they are a member of (public rooms joined, private
+    rooms, direct conversations), latest activity first, each with ``title``, ``unread`` and
+    ``last_read_seq``. Two queries whatever the number of rooms: the rooms with their unread
+    counts (a correlated count per room, which reads only the unread rows through the
+    ``(room, seq)`` index), and the members of the direct conversations for their titles."""
+    rooms = list(_member_rooms(user).prefetch_related(_direct_members()))
+    for room in rooms:
+        room.title = room_title(room=room, user=user)
+    return rooms
+
+
+def _member_rooms(user: AbstractBaseUser) -> QuerySet[Room]:
+    """The rooms ``user`` is a member of, through the access rule, latest activity first, with
+    their ``last_read_seq`` and ``unread`` count."""
+    # One join on the user's membership (filter, then annotate, reuse it): the count's bound is
+    # then a plain column, which PostgreSQL uses in the (room, seq) index scan.
+    return (
+        rooms_readable(user=user)
+        .filter(memberships__user_id=user.pk)
+        .annotate(last_read_seq=F("memberships__last_read_seq"))
+        .annotate(unread=_unread_count(user.pk, OuterRef("last_read_seq")))
+        .order_by("-last_activity", "-pk")
+    )
+
+
+def conversations_unread(
+    *, user: AbstractBaseUser, slug: str | None = None
+) -> list[tuple[int, str, int, int]]:
+    """``(id, slug, unread, through)`` of each of ``user``'s rooms (or of room ``slug`` only)
+    in one query: the sidebar's counts for a socket, each current to the room seq ``through``
+    (read in the same statement, so the two agree)."""
+    rooms = _member_rooms(user)
+    if slug is not None:
+        rooms = rooms.filter(slug=slug)
+    return list(rooms.values_list("pk", "slug", "unread", "last_seq"))
+
+
+def room_unread(*, user: AbstractBaseUser, room_id: int) -> tuple[int, int] | None:
+    """``(unread, through)`` of one of ``user``'s rooms, as ``conversations_unread``; None if
+    they are not a member."""
+    return _member_rooms(user).filter(pk=room_id).values_list("unread", "last_seq").first()
+
+
+def _page(messages: QuerySet[Message], limit: int) -> tuple[list[Message], bool]:
+    found = list(_with_state(messages)[: limit + 1])
+    return found[:limit], len(found) > limit
+
+
+def messages_before(*, room: Room, before: int, limit: int) -> tuple[list[Message], bool]:
+    """Scroll-back: the room's last ``limit`` messages with a seq below ``before`` that are not
+    deleted, oldest first, in their current state, and whether older ones remain. Paging with
+    the oldest seq returned as the next ``before`` gives every message exactly once."""
+    newest_first = Message.objects.filter(room=room, seq__lt=before, deleted__isnull=True)
+    found, more = _page(newest_first.order_by("-seq"), limit)
+    return found[::-1], more
+
+
+def messages_after(*, room: Room, after: int, limit: int) -> tuple[list[Message], bool]:
+    """The forward page of a room opened around a message: the first ``limit`` messages with a
+    seq above ``after`` that are not deleted, oldest first, and whether newer ones remain."""
+    forward = Message.objects.filter(room=room, seq__gt=after, deleted__isnull=True)
+    return _page(forward.order_by("seq"), limit)
+
+
+@dataclass
+class MessageWindow:
+    """What a room page opens on: ``messages`` oldest first, whether older and newer ones
+    exist beyond them, the seq it is centred on (if any) and the reader's marker."""
+
+    messages: list[Message]
+    has_older: bool
+    has_newer: bool
+    around: int | None
+    last_read_seq: int
+
+
+def first_unread_seq(*, room: Room, user: AbstractBaseUser, after: int) -> int | None:
+    """The seq of the first message by others after ``after`` that is not deleted."""
+    return (
+        Message.objects.filter(room=room, seq__gt=after, deleted__isnull=True)
+        .exclude(author_id=user.pk)
+        .order_by("seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+
+
+def message_window(
+    *, room: Room, user: AbstractBaseUser, around: int | None, limit: int
+) -> MessageWindow:
+    """The messages a room page opens on (``room`` was read through the access rule): the
+    latest ``limit``; or those around seq ``around``; or, when the user's first unread message
+    is older than the latest page, those around it, so the "new messages" divider can show."""
+    last_read = (
+        Membership.objects.filter(room=room, user_id=user.pk)
+        .values_list("last_read_seq", flat=True)
+        .first()
+    )
+    last_read = room.last_seq if last_read is None else last_read
+    if around is None:
+        latest, has_older = messages_before(room=room, before=room.last_seq + 1, limit=limit)
+        first_unread = first_unread_seq(room=room, user=user, after=last_read)
+        if first_unread is None or not latest or first_unread >= latest[0].seq:
+            return MessageWindow(latest, has_older, False, None, last_read)
+        around = first_unread
+        centred = None
+    else:
+        centred = around
+    older, has_older = messages_before(room=room, before=around, limit=limit // 2)
+    newer, has_newer = messages_after(room=room, after=around - 1, limit=limit - len(older))
+    return MessageWindow(older + newer, has_older, has_newer, centred, last_read)

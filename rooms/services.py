@@ -81,7 +81,7 @@ def room_join(*, room: Room, user: AbstractBaseUser) -> None:
         return
     # A read first: opening a room is frequent, and only the first visit needs a write.
     if not Membership.objects.filter(room=room, user=user).exists():
-        Membership.objects.bulk_create([Membership(room=room, user=user)], ignore_conflicts=True)
+        _membership_start(room, user)
 
 
 def direct_open(*, users: list[AbstractBaseUser]) -> Room:
@@ -123,8 +123,16 @@ def member_add(*, room: Room, by: AbstractBaseUser, user: AbstractBaseUser) -> b
         raise MembershipRefused("Only the room's owner can add members.")
     if not user.is_active:
         raise MembershipRefused(f"{user.get_username()} cannot be added.")
+    return _membership_start(room, user)
+
+
+def _membership_start(room: Room, user: AbstractBaseUser) -> bool:
+    """Make ``user`` a member, read up to now (the first-visit rule); True if they were not.
+    Their sockets hear of it (``room.added``): the rooms list and every sidebar add the room."""
     with transaction.atomic():
-        _, created = Membership.objects.get_or_create(room=room, user=user)
+        _, created = Membership.objects.get_or_create(
+            room=room, user=user, defaults={"last_read_seq": _seq_now(room.pk)}
+        )
         if created:
             events.member_added(room, user.pk, room.name)
     return created
@@ -150,7 +158,32 @@ def _membership_end(room: Room, user: AbstractBaseUser) -> bool:
         if deleted and room.kind != Room.Kind.PUBLIC:
             # A change of who may read the room: it takes the room's next seq like any other.
             events.member_removed(room, user, _seq_take(room.pk, timezone.now()))
+        elif deleted:  # left a public room: only their sidebars change
+            events.member_left(room, user.pk)
     return bool(deleted)
+
+
+def _seq_now(room_id: int) -> int:
+    """The room's current seq: where a new member's read marker starts (the first-visit rule,
+    docs/protocol.md): what was said before they joined is not unread to them."""
+    return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+
+
+def read_mark(*, user: AbstractBaseUser, room: Room, seq: int) -> tuple[int, int] | None:
+    """Move ``user``'s read marker in ``room`` up to ``seq`` (capped at the room's seq), never
+    back; tells the user's sockets. Returns ``(seq, unread)``, or None when nothing moved (an
+    older or equal seq, or not a member)."""
+    with transaction.atomic():
+        seq = min(seq, _seq_now(room.pk))
+        # One conditional UPDATE: two tabs marking at once cannot move the marker backwards.
+        moved = Membership.objects.filter(room=room, user=user, last_read_seq__lt=seq).update(
+            last_read_seq=seq
+        )
+        if not moved:
+            return None
+        unread, through = selectors.room_unread(user=user, room_id=room.pk) or (0, seq)
+        events.room_read(user.pk, room, seq, unread, through)
+    return seq, unread
 
 
 def _seq_take(room_id: int, now: datetime) -> int:

@@ -49,14 +49,26 @@ def _room_or_404(request: HttpRequest, slug: str) -> Room:
     return room
 
 
+def _around(request: HttpRequest) -> int | None:
+    try:
+        around = int(request.GET.get("around", ""))
+    except ValueError:
+        return None
+    return around if 0 < around < 2**63 else None
+
+
 @login_required
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    """A room: its latest messages, then the live chat."""
+    """A room: its latest messages (or those around ``?around=<seq>``, or around the first
+    unread one), then the live chat; older and newer pages load over the socket."""
     room = _room_or_404(request, slug)
     services.room_join(room=room, user=request.user)
     # The room (and its seq) was read before the messages: a change after that seq is sent
     # again by the socket's catch-up (?after=), and the page applies it by id; none is missed.
-    chat_messages = selectors.messages_latest(room=room, limit=settings.CHAT_HISTORY_PAGE)
+    window = selectors.message_window(
+        room=room, user=request.user, around=_around(request), limit=settings.CHAT_HISTORY_PAGE
+    )
+    chat_messages = window.messages
     for message in chat_messages:
         message.reaction_state = selectors.reactions_state(message)
     title = selectors.room_title(room=room, user=request.user)
@@ -67,6 +79,11 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "isStaff": bool(request.user.is_staff),
         "lastSeq": room.last_seq,
         "maxLength": settings.CHAT_MESSAGE_MAX_LENGTH,
+        "lastReadSeq": window.last_read_seq,
+        "around": window.around,
+        "hasOlder": window.has_older,
+        "hasNewer": window.has_newer,
+        "pageSize": settings.CHAT_HISTORY_PAGE,
     }
     return render(
         request,

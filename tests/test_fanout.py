@@ -57,7 +57,9 @@ async def test_a_socket_that_falls_behind_is_closed_without_holding_back_the_roo
     for socket in (slow, fast):
         await joined(socket)
     # Alice's client stops reading: her writes wait, as when a socket's buffers are full.
-    stalled = next(c for c in get_hub().groups[room_group(room.pk)] if c.user == alice)
+    # The room page sockets, not the sidebar watches (rooms/sidebar.py) in the same group.
+    sockets = [c for c in get_hub().groups[room_group(room.pk)] if hasattr(c, "frame_send")]
+    stalled = next(c for c in sockets if c.user == alice)
     release = asyncio.Event()
     real_send = stalled.frame_send
 

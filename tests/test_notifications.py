@@ -393,7 +393,7 @@ async def test_a_mention_notifies_that_user_with_a_link_to_the_message(connect, 
     message = await receive(chat)
     frame = await receive(b)
     assert frame["text"] == f"alice mentioned you in {room.name}: {message['body']}"
-    assert frame["link"] == f"/rooms/{room.slug}/#message-{message['seq']}"
+    assert frame["link"] == f"/rooms/{room.slug}/?around={message['seq']}"
     assert frame["unread"] == 1
     # Nobody else was mentioned: the author mentioning themselves is not notified.
     assert await Delivery.objects.acount() == 1
@@ -419,7 +419,8 @@ async def test_a_recovering_hub_resyncs_a_room_socket_once_not_once_per_group(co
     await joined(socket)
     await database_sync_to_async(message_create)(room=room, author=alice, body="stored")
     assert (await receive(socket))["seq"] == 1
-    consumer = next(iter(get_hub().groups[f"room-{room.pk}"]))
+    # The socket itself, not its sidebar's watch of the room (rooms/sidebar.py).
+    consumer = next(c for c in get_hub().groups[f"room-{room.pk}"] if hasattr(c, "frame_send"))
     assert len([g for g, members in get_hub().groups.items() if consumer in members]) == 3
     consumer.last_seq = 0  # as if the live path had lost everything
     for members in tuple(get_hub().groups.values()):

@@ -74,7 +74,7 @@ def test_the_bell_counts_live_in_every_tab_and_mark_read_clears_them_all(server,
         item.locator(".text").text_content()
         == "bob mentioned you in Lobby: @alice lunch? <b>now</b>"
     )
-    assert item.locator(".text").get_attribute("href") == server.url + "/rooms/lobby/#message-1"
+    assert item.locator(".text").get_attribute("href") == server.url + "/rooms/lobby/?around=1"
     assert list_tab.locator("#notification-list b").count() == 0  # text, never markup
     toast = room_tab.locator("#notification-toasts .notification-toast").first
     assert "lunch? <b>now</b>" in toast.text_content()

@@ -338,7 +338,7 @@ def test_a_mention_in_a_private_room_notifies_members_only(alice, bob, carol, se
     notification = Notification.objects.get()
     assert recipients(notification) == {"bob"}
     assert notification.text == "alice mentioned you in Secret Plans: @carol @bob look"
-    assert notification.link == f"{secret.get_absolute_url()}#message-{message.seq}"
+    assert notification.link == f"{secret.get_absolute_url()}?around={message.seq}"
 
     # In a conversation too; its text names no room.
     services.message_create(room=direct, author=bob, body="@carol hello?")
@@ -347,7 +347,7 @@ def test_a_mention_in_a_private_room_notifies_members_only(alice, bob, carol, se
     notification = Notification.objects.first()
     assert recipients(notification) == {"alice"}
     assert notification.text == "bob mentioned you in a conversation: @alice hello?"
-    assert notification.link == f"{direct.get_absolute_url()}#message-{message.seq}"
+    assert notification.link == f"{direct.get_absolute_url()}?around={message.seq}"
 
     # carol, mentioned twice, has nothing that names either room.
     carol_client = client_for(carol)
@@ -488,7 +488,7 @@ async def test_a_mention_of_a_non_member_sends_them_nothing_live(
     await room_socket.send_json_to({"type": "message", "body": "@carol @bob plans attached"})
     frame = await receive_type(bob_socket, "notification")
     assert frame["text"] == "alice mentioned you in Secret Plans: @carol @bob plans attached"
-    assert frame["link"] == f"{secret.get_absolute_url()}#message-1"
+    assert frame["link"] == f"{secret.get_absolute_url()}?around=1"
     assert await carol_socket.receive_nothing(timeout=0.5)
 
 

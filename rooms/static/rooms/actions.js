@@ -80,11 +80,13 @@ export function bindActions({ ctx, list, composer, room }) {
     });
   }
 
-  /** Scroll to a quoted message and highlight it, if this page shows it. */
+  /** Scroll to a quoted message and highlight it; one this page does not show opens the
+   * room around it (?around=<seq>). */
   function jumpTo(quote) {
     const target = view.findById(list, quote.dataset.parentId);
     if (!target) {
-      composer.showError("That message is older than this page shows.");
+      const seq = Number(quote.dataset.parentSeq);
+      if (Number.isInteger(seq) && seq > 0) location.search = "?around=" + seq;
       return;
     }
     target.scrollIntoView({ block: "center" });

@@ -1,9 +1,12 @@
 // The room page: wires the socket (socket.js), the message list (render.js), the composer
-// (composer.js), the message buttons (actions.js) and the outbox (outbox.js).
+// (composer.js), the message buttons (actions.js), the outbox (outbox.js), older and newer
+// pages (history.js) and read markers (reading.js).
 
 import { bindActions } from "./actions.js";
 import { createComposer } from "./composer.js";
+import { createHistory } from "./history.js";
 import { Outbox } from "./outbox.js";
+import { createReader } from "./reading.js";
 import * as view from "./render.js";
 import { roomSocket } from "./socket.js";
 
@@ -31,6 +34,21 @@ const composer = createComposer({
   scrollToEnd: scrollToEnd,
 });
 bindActions({ ctx: ctx, list: list, composer: composer, room: () => room });
+const reader = createReader({
+  list: list,
+  room: () => room,
+  username: config.username,
+  lastReadSeq: config.lastReadSeq,
+});
+const pages = createHistory({
+  list: list,
+  ctx: ctx,
+  room: () => room,
+  pageSize: config.pageSize,
+  hasOlder: config.hasOlder,
+  hasNewer: config.hasNewer,
+  onPage: reader.placeDivider,
+});
 
 function setStatus(state, text) {
   status.className = "status status-" + state;
@@ -56,6 +74,7 @@ function upsert(msg) {
     if (quote && msg.reply) view.setQuote(quote, msg.reply.deleted ? null : msg.reply.excerpt);
     return;
   }
+  if (!pages.takesLive(msg)) return; // the page shows the past: a newer page brings it
   const stick = isNearBottom() || msg.user === config.username;
   view.insertBySeq(list, view.messageNode(msg, ctx));
   if (stick) scrollToEnd();
@@ -63,7 +82,10 @@ function upsert(msg) {
 
 function edited(change) {
   const item = view.findById(list, change.id);
-  if (!item) return;
+  if (!item) {
+    pages.noteEdit(change);
+    return;
+  }
   view.setBody(item, change.body, change.edited);
   for (const quote of view.quotesOf(list, change.id)) {
     if (!quote.classList.contains("quote-deleted")) view.setQuote(quote, view.excerpt(change.body));
@@ -71,6 +93,7 @@ function edited(change) {
 }
 
 function deleted(id) {
+  pages.forget(id);
   const item = view.findById(list, id);
   if (item) item.remove();
   for (const quote of view.quotesOf(list, id)) view.setQuote(quote, null);
@@ -87,11 +110,17 @@ function start() {
     slug: config.slug,
     lastSeq: config.lastSeq,
     on: {
-      state: setStatus,
+      state: function (state, text) {
+        if (state !== "open") pages.reset();
+        setStatus(state, text);
+      },
       ready: function () {
         composer.refreshPending();
         composer.pump();
+        reader.resume();
+        pages.check();
       },
+      history: pages.onHistory,
       message: function (msg) {
         upsert(msg);
         composer.pump();
@@ -112,7 +141,35 @@ for (const entry of [...outbox.entries]) {
   else composer.showEntry(entry);
 }
 composer.refreshPending();
-scrollToEnd();
+openAt();
+
+/** Where the page opens: the message of ?around= (highlighted), else the first unread
+ * message (below its divider), else the end. */
+function openAt() {
+  if (config.around !== null) {
+    let target = null;
+    for (const item of list.querySelectorAll("li.message[data-seq]")) {
+      target = item;
+      if (Number(item.dataset.seq) >= config.around) break;
+    }
+    if (target) {
+      target.classList.add("target", "highlight");
+      target.setAttribute("aria-current", "true");
+      target.tabIndex = -1;
+      target.scrollIntoView({ block: "center" });
+      target.focus({ preventScroll: true });
+      return;
+    }
+  }
+  const divider = reader.placeDivider();
+  if (divider) divider.scrollIntoView({ block: "start" });
+  else scrollToEnd();
+}
+
+document.addEventListener("chat:frame", function (event) {
+  const frame = event.detail;
+  if (frame && frame.type === "read" && frame.room === config.slug) reader.readElsewhere(frame.seq);
+});
 // notifications.js (a deferred classic script) listens to "chat:frame" and "chat:open"; it has
 // run by DOMContentLoaded, so no frame is dispatched before the bell can hear it.
 if (document.readyState === "complete") start();

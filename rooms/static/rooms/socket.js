@@ -27,7 +27,8 @@ function toMessage(frame) {
 /**
  * Open the room socket and keep it open. ``on`` receives: state(state, text), ready() once a
  * (re)connect has caught up, message(msg), edited({id, body, edited}), deleted(id),
- * reactions(id, state) and error({code, detail, request}).
+ * reactions(id, state), history({before|after, messages: [msg], more}) and
+ * error({code, detail, request}).
  */
 export function roomSocket({ slug, lastSeq, on }) {
   let known = lastSeq; // highest seq with none missing below it
@@ -108,6 +109,16 @@ export function roomSocket({ slug, lastSeq, on }) {
       case "error":
         on.error({ code: frame.code, detail: frame.detail, request: lastRequest });
         lastRequest = null;
+        break;
+      case "history":
+        // A page of stored messages asked for by history(): not live changes, so no seq
+        // bookkeeping (a message's seq is its creation, not a change the socket has seen).
+        on.history({
+          before: frame.before ?? null,
+          after: frame.after ?? null,
+          messages: (frame.messages || []).map(toMessage),
+          more: Boolean(frame.more),
+        });
         break;
       case "member.removed":
         note(frame.seq); // someone else left: nothing to show, but the seq is the room's
@@ -191,6 +202,18 @@ export function roomSocket({ slug, lastSeq, on }) {
     },
     remove: function (id) {
       return request({ kind: "delete", id: id }, { type: "delete", id: id });
+    },
+    /** Tell the server the user has seen the room up to ``seq``. */
+    read: function (seq) {
+      if (!ready || !isOpen()) return false;
+      write({ type: "read", seq: seq });
+      return true;
+    },
+    /** Ask for a page of messages: ``{before: seq}`` (older) or ``{after: seq}`` (newer). */
+    history: function (cursor, limit) {
+      if (!ready || !isOpen()) return false;
+      write(Object.assign({ type: "history", limit: limit }, cursor));
+      return true;
     },
     react: function (id, emoji, active) {
       const frame = { type: "react", id: id, emoji: emoji, on: active };
