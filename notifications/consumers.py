@@ -10,7 +10,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from realtime.consumers import HubConsumer
-from realtime.events import EVERYONE_GROUP, frame_dumps, user_group
+from realtime.events import EVERYONE_GROUP, frame_dumps
 
 from . import events, selectors
 
@@ -47,7 +47,7 @@ class NotificationsMixin:
         self.unread_recent: set[int] = set()
         self.notifications_waiting = []
         self.notifications_joined = True
-        await self.join(user_group(self.user.pk))
+        await self.join_user()
         await self.join(EVERYONE_GROUP)
         await self.notifications_snapshot()
 

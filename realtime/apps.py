@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class RealtimeConfig(AppConfig):
     name = "realtime"
     verbose_name = "Real-time delivery"
+
+    def ready(self) -> None:
+        from .sessions import signals_connect
+
+        signals_connect()
