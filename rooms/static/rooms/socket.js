@@ -154,6 +154,8 @@ export function roomSocket({ slug, lastSeq, on }) {
         on.state("closed", STOP[event.code]);
         return;
       }
+      // 4429: too many frames or too many open tabs; come back slowly (7.5 to 15 s).
+      if (event.code === 4429) attempt = Math.max(attempt, 5);
       scheduleReconnect();
     });
   }
