@@ -110,6 +110,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.session_key: str | None = self.scope.get("session_key")
         self.session_task: asyncio.Future[None] | None = None
         self.session_recheck = False
+        self.session_timer: asyncio.TimerHandle | None = None
         self.frame_send = self.base_send
         await super().websocket_connect(message)
 
@@ -142,6 +143,22 @@ class HubConsumer(AsyncWebsocketConsumer):
         # The session may have ended between the handshake and this join, and its check event
         # passed this socket by: check once now (without holding up the connect).
         self.session_check()
+        self.session_expiry_watch()
+
+    def session_expiry_watch(self) -> None:
+        """Check again when the session may have expired: no event says so.
+
+        A session lasts ``SESSION_COOKIE_AGE`` from its last save, which was before this socket
+        opened, so it cannot outlive the socket by more than that; a session that was renewed
+        meanwhile passes the check, and the next one comes an age later.
+        """
+        loop = asyncio.get_running_loop()
+
+        def expired() -> None:
+            self.session_check()
+            self.session_expiry_watch()
+
+        self.session_timer = loop.call_later(settings.SESSION_COOKIE_AGE, expired)
 
     def session_check(self, renamed: list[str] | None = None) -> None:
         """Re-check this socket's session soon; close with 4401 if it no longer logs in."""
@@ -329,7 +346,7 @@ class HubConsumer(AsyncWebsocketConsumer):
             return  # never connected, or released already
         self.released = True
         self.closing = True
-        for task in (self.writer, self.session_task):
+        for task in (self.writer, self.session_task, self.session_timer):
             if task is not None:
                 task.cancel()
         self.backlog = None

@@ -12,12 +12,12 @@ import asyncio
 import time
 
 import pytest
+from django.test import override_settings
 
+from .conftest import joined
 from .support.clients import RecordedSocket
 from .support.server import PASSWORD, manage, room_create
 from .support.sockets import Sockets, csrf_post, redis_node
-
-pytestmark = pytest.mark.server
 
 # Seconds from the end of the session (the response to the request that ends it, or the end
 # of the command) to every socket closed.
@@ -62,6 +62,7 @@ def _two_sessions(site: Sockets, username: str):
     return first, second, room_create(first, f"Room of {username}")
 
 
+@pytest.mark.server
 def test_logout_closes_every_socket_of_that_session_and_no_other(site):
     here, elsewhere, path = _two_sessions(site, "alice")
 
@@ -82,6 +83,7 @@ def test_logout_closes_every_socket_of_that_session_and_no_other(site):
     print("closed after", asyncio.run(scenario()))
 
 
+@pytest.mark.server
 def test_password_change_keeps_the_changing_session_and_closes_the_others(site):
     changing, other, path = _two_sessions(site, "bob")
 
@@ -112,6 +114,7 @@ def test_password_change_keeps_the_changing_session_and_closes_the_others(site):
     print("closed after", asyncio.run(scenario()))
 
 
+@pytest.mark.server
 @pytest.mark.parametrize(
     ("username", "change"),
     [
@@ -138,3 +141,15 @@ def test_a_change_outside_a_request_closes_every_session_of_the_user(site, usern
         await neighbour.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(SESSION_COOKIE_AGE=2)
+async def test_a_socket_closes_when_its_session_expires(connect, alice, room):
+    """No event announces an expiry: the socket checks again a session age after it opened."""
+    socket = await connect(f"/ws/rooms/{room.slug}/", alice)
+    await joined(socket)
+    started = time.monotonic()
+    closed = await socket.receive_output(timeout=2 + DEADLINE)
+    assert closed == {"type": "websocket.close", "code": 4401}
+    assert time.monotonic() - started < 2 + DEADLINE
