@@ -49,11 +49,11 @@ def _timed_async(factory: Callable[[], Any]) -> Callable[[int], float]:
     return run
 
 
-def measure(redis_url: str) -> dict[str, float]:
-    """Every figure, in microseconds per call."""
+def measure() -> dict[str, float]:
+    """Every figure, in microseconds per call (Django set up on Redis and a fresh SQLite)."""
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from django.test import Client, override_settings
+    from django.test import Client
 
     from realtime import limits
     from realtime.origin import origin_allowed
@@ -87,43 +87,45 @@ def measure(redis_url: str) -> dict[str, float]:
     figures["rate check, in process"] = _median_us(
         _timed_async(lambda: local.take(user.pk, "message")), 20000
     )
-    with override_settings(REDIS_URL=redis_url, REDIS_PREFIX="bench"):
 
-        def redis_run(count: int) -> float:
-            async def many() -> float:
-                redis = limits.RedisLimits()
-                await redis.take(user.pk, "message")  # loads the script, opens the connection
-                started = time.perf_counter()
-                for _ in range(count):
-                    await redis.take(user.pk, "message")
-                elapsed = time.perf_counter() - started
-                await redis.redis.aclose()
-                return elapsed
+    def redis_run(count: int) -> float:
+        async def many() -> float:
+            redis = limits.RedisLimits()
+            await redis.take(user.pk, "message")  # loads the script, opens the connection
+            started = time.perf_counter()
+            for _ in range(count):
+                await redis.take(user.pk, "message")
+            elapsed = time.perf_counter() - started
+            await redis.redis.aclose()
+            return elapsed
 
-            return asyncio.run(many())
+        return asyncio.run(many())
 
-        figures["rate check, Redis (one Lua call)"] = _median_us(redis_run, 2000)
+    figures["rate check, Redis (one Lua call)"] = _median_us(redis_run, 2000)
     return figures
 
 
 def main(out: Path = RESULTS) -> int:
     from .services import redis_server
 
-    with tempfile.TemporaryDirectory(prefix="bench-guards-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-guards-") as tmp,
+        redis_server(Path(tmp)) as (redis_url, _),
+    ):
         os.environ.update(
             DJANGO_SETTINGS_MODULE="chatproject.settings",
             DEBUG="1",
             SQLITE_PATH=str(Path(tmp) / "db.sqlite3"),
+            REDIS_URL=redis_url,
+            REDIS_PREFIX="bench",
             CHAT_RATE_BURST="1e12",
             CHAT_RATE_PER_SECOND="1e12",
         )
-        os.environ.pop("REDIS_URL", None)
         os.environ.pop("DATABASE_URL", None)
         import django
 
         django.setup()
-        with redis_server(Path(tmp)) as (redis_url, _):
-            figures = measure(redis_url)
+        figures = measure()
     out.mkdir(parents=True, exist_ok=True)
     (out / "guards.json").write_text(json.dumps(figures, indent=1) + "\n")
     lines = ["| defence | µs per call |", "|---|---|"]

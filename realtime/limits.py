@@ -131,9 +131,12 @@ class RedisLimits:
     def __init__(self) -> None:
         from redis.asyncio import Redis
 
-        self.redis = Redis.from_url(
-            settings.REDIS_URL, socket_timeout=5.0, socket_connect_timeout=5.0
-        )
+        from .layers import pool_create
+
+        # The layer's pool settings, and a pool that waits for a free connection: a burst of
+        # connects (a socket count each) must not fail with MaxConnectionsError.
+        pool = pool_create({"address": settings.REDIS_URL, **settings.REDIS_CONNECTION})
+        self.redis = Redis(connection_pool=pool)
         self.bucket = self.redis.register_script(_BUCKET_LUA)
         self.open = self.redis.register_script(_SOCKET_OPEN_LUA)
         self.renew = self.redis.register_script(_SOCKET_RENEW_LUA)
