@@ -7,12 +7,14 @@ import asyncio
 import time
 
 import pytest
+from django.test import override_settings
 
+from rooms.models import Message
+
+from .conftest import receive
 from .support.clients import RecordedSocket
 from .support.server import manage, room_create
 from .support.sockets import Sockets, redis_node
-
-pytestmark = pytest.mark.server
 
 RATE, BURST, CAP, CLOSE_AFTER = 5, 20, 8, 30
 SYNC_RATE, SYNC_BURST = 1000, 2000
@@ -55,6 +57,7 @@ async def _settled(sockets: list[RecordedSocket], answers: int, user: str) -> No
     await sockets[0].wait(lambda: answered() >= answers, 20)
 
 
+@pytest.mark.server
 def test_one_budget_per_user_across_sockets_and_workers_and_others_unaffected(site):
     alice, bob = site.signup("alice"), site.signup("bob")
     path = room_create(bob, "Flooded")
@@ -97,6 +100,7 @@ def test_one_budget_per_user_across_sockets_and_workers_and_others_unaffected(si
     assert _codes(watcher) == []
 
 
+@pytest.mark.server
 def test_a_flood_that_goes_on_is_closed_with_4429_and_the_room_goes_on(site):
     carol, frank = site.signup("carol"), site.signup("frank")
     path = room_create(frank, "Closing floods")
@@ -121,6 +125,7 @@ def test_a_flood_that_goes_on_is_closed_with_4429_and_the_room_goes_on(site):
     assert sum(f["type"] == "message" for f in flood.frames) >= BURST
 
 
+@pytest.mark.server
 def test_a_user_opens_at_most_the_cap_of_sockets_across_workers(site):
     dave = site.signup("dave")
     path = room_create(dave, "Many tabs")
@@ -145,6 +150,7 @@ def test_a_user_opens_at_most_the_cap_of_sockets_across_workers(site):
     assert alive == [None] * CAP
 
 
+@pytest.mark.server
 def test_sync_answers_cost_the_users_budget_so_repeated_syncs_do_not_amplify(site):
     erin = site.signup("erin")
     path = room_create(erin, "Long history")
@@ -189,3 +195,42 @@ def test_sync_answers_cost_the_users_budget_so_repeated_syncs_do_not_amplify(sit
     assert len(socket.frames) <= SYNC_BURST + SYNC_RATE * elapsed + count + 1
     assert len(socket.frames) < 10_000
     assert syncs + refused == 100 or socket.close_code == 4429
+
+
+# The embedded default (one process, no Redis) counts in the process, per user all the same.
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(CHAT_RATE_PER_SECOND=0.001, CHAT_RATE_BURST=4)
+async def test_in_process_two_sockets_of_a_user_share_one_budget(connect, alice, bob, room):
+    path = f"/ws/rooms/{room.slug}/"
+    first, second, other = (
+        await connect(path, alice),
+        await connect(path, alice),
+        await connect(path, bob),
+    )
+    for n in range(6):
+        await (first, second)[n % 2].send_json_to({"type": "message", "body": f"alice {n}"})
+    refused = 0
+    for socket in (first, second):
+        await socket.send_json_to({"type": "sync", "after": 2**62})  # answered after the rest
+        while (frame := await receive(socket))["type"] != "synced":
+            refused += frame.get("code") == "rate_limited"
+    assert refused == 2
+    assert await Message.objects.filter(author=alice).acount() == 4
+    await other.send_json_to({"type": "message", "body": "bob is not limited by alice"})
+    while (await receive(other))["body"] != "bob is not limited by alice":
+        pass
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(CHAT_SOCKETS_PER_USER=2)
+async def test_in_process_the_socket_past_the_cap_is_closed_4429(connect, alice, room):
+    path = f"/ws/rooms/{room.slug}/"
+    first, _ = await connect(path, alice), await connect("/ws/notifications/", alice)
+    third = await connect(path, alice)
+    assert await third.receive_output(timeout=3) == {"type": "websocket.close", "code": 4429}
+    await first.disconnect()
+    fourth = await connect(path, alice)
+    await fourth.send_json_to({"type": "sync", "after": 0})
+    assert (await receive(fourth))["type"] == "synced"
