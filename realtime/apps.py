@@ -6,6 +6,8 @@ class RealtimeConfig(AppConfig):
     verbose_name = "Real-time delivery"
 
     def ready(self) -> None:
+        from . import checks
         from .sessions import signals_connect
 
         signals_connect()
+        checks.register_all()

@@ -14,6 +14,8 @@ import time
 import pytest
 from django.test import override_settings
 
+from realtime.checks import socket_session_middleware
+
 from .conftest import joined
 from .support.clients import RecordedSocket
 from .support.server import PASSWORD, manage, room_create
@@ -153,3 +155,12 @@ async def test_a_socket_closes_when_its_session_expires(connect, alice, room):
     closed = await socket.receive_output(timeout=2 + DEADLINE)
     assert closed == {"type": "websocket.close", "code": 4401}
     assert time.monotonic() - started < 2 + DEADLINE
+
+
+def test_a_misplaced_socket_session_middleware_fails_the_system_check(settings):
+    assert socket_session_middleware() == []
+    sockets = "realtime.sessions.SocketSessionMiddleware"
+    after = [m for m in settings.MIDDLEWARE if m != sockets] + [sockets]
+    for middleware in (after, [m for m in settings.MIDDLEWARE if m != sockets]):
+        settings.MIDDLEWARE = middleware
+        assert [e.id for e in socket_session_middleware()] == ["realtime.E001"]
