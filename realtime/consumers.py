@@ -62,6 +62,8 @@ class HubConsumer(AsyncWebsocketConsumer):
                     raise
                 except Exception:
                     await self.failed(message)
+                    if message["type"] == "websocket.disconnect":
+                        break  # nothing more will come
         except StopConsumer:
             pass
         finally:
