@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 WORKERS ?= 4
 HOST ?= 127.0.0.1
+# Largest WebSocket frame uvicorn reads (bytes): the app's CHAT_FRAME_MAX_BYTES (docs/security.md).
+WS_MAX_SIZE ?= $(or $(CHAT_FRAME_MAX_BYTES),65536)
 
 .PHONY: install run serve test lint format bench clean
 
@@ -29,7 +31,7 @@ serve: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(VENV)/bin/uvicorn chatproject.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) \
-	  --ws-per-message-deflate false
+	  --ws-per-message-deflate false --ws-max-size $(WS_MAX_SIZE)
 
 ## Lint, format check, then every test (installs the system programs the tests start).
 test: install

@@ -136,7 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="also measure the sidebar and scroll-back at 1,000,000 messages (bench/navigation.py)",
     )
+    parser.add_argument(
+        "--guards", action="store_true", help="only the costs of the socket defences (guards.py)"
+    )
     args = parser.parse_args(argv)
+    if args.guards:
+        from .guards import main as guards_main
+
+        return guards_main(args.out)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

@@ -10,12 +10,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 import notifications.routing  # noqa: E402
 import ops.asgi  # noqa: E402
 import rooms.routing  # noqa: E402
 from realtime.auth import SessionAuthMiddleware  # noqa: E402
+from realtime.origin import OriginValidator  # noqa: E402
 
 websocket_urlpatterns = [
     *rooms.routing.websocket_urlpatterns,
@@ -26,9 +26,8 @@ application = ops.asgi.served_by(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": AllowedHostsOriginValidator(
-                SessionAuthMiddleware(URLRouter(websocket_urlpatterns))
-            ),
+            # The Origin must be this server's scheme, host and port, as for a form post.
+            "websocket": OriginValidator(SessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
             # Refuses to start several workers on the in-memory layer (see ops.guard).
             "lifespan": ops.asgi.lifespan,
         }

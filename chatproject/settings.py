@@ -65,6 +65,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before SessionMiddleware: tells the user's sockets to re-check once the session is saved.
+    "realtime.sessions.SocketSessionMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -330,9 +332,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CHAT_MESSAGE_MAX_LENGTH = int(os.environ.get("CHAT_MESSAGE_MAX_LENGTH", "4000"))
 CHAT_HISTORY_PAGE = 50
 CHAT_SYNC_LIMIT = int(os.environ.get("CHAT_SYNC_LIMIT", "500"))
-# Token bucket per socket: sustained messages per second and burst size.
+# Per user, across all of a user's sockets, workers and nodes: a token bucket (per second,
+# burst) per budget; realtime.limits.FRAME_LIMITS says which frame type spends which budget.
+# `message`, `edit`, `delete` and `react` share one; `sync` (and the catch-up of `?after=`)
+# costs one token per frame it answers with, so asking again and again cannot multiply work.
 CHAT_RATE_PER_SECOND = float(os.environ.get("CHAT_RATE_PER_SECOND", "10"))
-CHAT_RATE_BURST = int(os.environ.get("CHAT_RATE_BURST", "30"))
+CHAT_RATE_BURST = float(os.environ.get("CHAT_RATE_BURST", "30"))
+CHAT_SYNC_FRAMES_PER_SECOND = float(os.environ.get("CHAT_SYNC_FRAMES_PER_SECOND", "1000"))
+CHAT_SYNC_FRAMES_BURST = float(os.environ.get("CHAT_SYNC_FRAMES_BURST", "2000"))
+# A socket whose frames were refused this many times in a row (a flood that goes on) is
+# closed with 4429.
+CHAT_RATE_CLOSE_AFTER = int(os.environ.get("CHAT_RATE_CLOSE_AFTER", "20"))
+# Open sockets per user (room and notification sockets, all workers and nodes); the one past
+# it is closed with 4429.
+CHAT_SOCKETS_PER_USER = int(os.environ.get("CHAT_SOCKETS_PER_USER", "50"))
+# Largest client frame in bytes; a larger one closes the socket with 1009 unparsed. Give the
+# server the same bound (uvicorn --ws-max-size, nginx: see README.md) so it never reads more.
+CHAT_FRAME_MAX_BYTES = int(os.environ.get("CHAT_FRAME_MAX_BYTES", str(64 * 1024)))
 # Frames waiting for one slow socket; past this the socket is closed (4008) and resyncs.
 CHAT_OUTBOX_LIMIT = int(os.environ.get("CHAT_OUTBOX_LIMIT", "1000"))
 

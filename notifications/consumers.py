@@ -48,7 +48,7 @@ class NotificationsMixin:
         self.unread_recent: set[int] = set()
         self.notifications_waiting = []
         self.notifications_joined = True
-        await self.join(user_group(self.user.pk))
+        await self.join_user()
         await self.join(EVERYONE_GROUP)
         await self.notifications_snapshot()
 

@@ -35,5 +35,7 @@ class SessionAuthMiddleware:
         session = self.session_store(cookies.get(settings.SESSION_COOKIE_NAME))
         user = await get_user({"session": session})
         # The session is not kept: sockets never write it, and it would stay in memory for
-        # the socket's whole life.
-        return await self.app({**scope, "user": user}, receive, send)
+        # the socket's whole life. Its key is, so the socket can check later that the session
+        # still exists and still logs the user in (realtime.sessions).
+        scope = {**scope, "user": user, "session_key": session.session_key}
+        return await self.app(scope, receive, send)

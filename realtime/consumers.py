@@ -2,18 +2,22 @@
 
 import asyncio
 import collections
+import itertools
 import logging
-import time
 from typing import Any
 
 import orjson
+from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import eager
-from .events import frame_dumps
+from .events import frame_dumps, user_group
 from .hub import get_hub
+from .limits import get_limits
+from .sessions import SESSION_CHECK, key_digest, session_valid
+from .validation import ClientError
 
 logger = logging.getLogger(__name__)
 
@@ -22,35 +26,12 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_SLOW = 4008
+CLOSE_RATE_LIMITED = 4429  # a flood that goes on, or one socket past the user's cap
+CLOSE_TOO_BIG = 1009  # RFC 6455: a message too big to process
+CLOSE_SERVER_ERROR = 1011  # RFC 6455: the server failed while opening the socket
 
-
-class ClientError(Exception):
-    """A frame the client sent that the server refuses; answered with an error frame."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-
-
-class TokenBucket:
-    """Allows ``rate`` actions per second with bursts of up to ``burst``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.stamp = time.monotonic()
-
-    def take(self) -> bool:
-        """Spend one token if there is one."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+_socket_ids = itertools.count()
+_session_valid = database_sync_to_async(session_valid)
 
 
 class HubConsumer(AsyncWebsocketConsumer):
@@ -74,9 +55,33 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.base_send = send
         try:
             while True:
-                await self.dispatch(await receive())
+                message = await receive()
+                try:
+                    await self.dispatch(message)
+                except StopConsumer:
+                    raise
+                except Exception:
+                    await self.failed(message)
+                    if message["type"] == "websocket.disconnect":
+                        break  # nothing more will come
         except StopConsumer:
             pass
+        finally:
+            # However the socket ended (closed, a handler raised, the server shut down), none
+            # of it may stay in the hub or in its user's socket count.
+            await self.release()
+
+    async def failed(self, message: dict[str, Any]) -> None:
+        """A handler raised: log it, tell the client, keep serving (or close while opening)."""
+        kind = message.get("type")
+        logger.exception("socket handler failed on %s", kind)
+        try:
+            if kind == "websocket.receive" and not self.closing:
+                await self.send_error("server_error", "The server failed on this frame.")
+            elif kind == "websocket.connect":
+                await self.close(code=CLOSE_SERVER_ERROR)
+        except Exception:
+            logger.debug("could not answer a failed socket", exc_info=True)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route an ASGI message to its handler.
@@ -101,7 +106,13 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.skip_through = 0
         self.last_seq = 0
         self.closing = False
-        self.bucket: TokenBucket | None = None  # made on the first message: most sockets only read
+        self.released = False
+        self.refused = 0  # frames refused in a row by the rate limits
+        self.socket_id: str | None = None  # set while counted in the user's open sockets
+        self.session_key: str | None = self.scope.get("session_key")
+        self.session_task: asyncio.Future[None] | None = None
+        self.session_recheck = False
+        self.session_timer: asyncio.TimerHandle | None = None
         self.frame_send = self.base_send
         await super().websocket_connect(message)
 
@@ -112,12 +123,69 @@ class HubConsumer(AsyncWebsocketConsumer):
         if not self.user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return False
+        socket_id = str(next(_socket_ids))
+        if not await get_limits().socket_open(self.user.pk, socket_id):
+            logger.info("user %s is past the open socket cap", self.user.pk)
+            await self.close(code=CLOSE_RATE_LIMITED)
+            return False
+        self.socket_id = socket_id
         return True
 
     async def join(self, group: str) -> None:
         """Receive ``group``'s events from now on."""
-        await get_hub().subscribe(group, self)
+        if self.released:
+            return  # closed meanwhile: joining now would leave it in the hub for good
+        # Noted first, so a socket released while it joins is still removed from the group.
         self.groups_joined.append(group)
+        await get_hub().subscribe(group, self)
+
+    async def join_user(self) -> None:
+        """Receive the user's own events (notifications, session checks) from now on."""
+        await self.join(user_group(self.user.pk))
+        # The session may have ended between the handshake and this join, and its check event
+        # passed this socket by: check once now (without holding up the connect).
+        self.session_check()
+        self.session_expiry_watch()
+
+    def session_expiry_watch(self) -> None:
+        """Check again when the session may have expired: no event says so.
+
+        A session lasts ``SESSION_COOKIE_AGE`` from its last save, which was before this socket
+        opened, so it cannot outlive the socket by more than that; a session that was renewed
+        meanwhile passes the check, and the next one comes an age later.
+        """
+        loop = asyncio.get_running_loop()
+
+        def expired() -> None:
+            self.session_check()
+            self.session_expiry_watch()
+
+        self.session_timer = loop.call_later(settings.SESSION_COOKIE_AGE, expired)
+
+    def session_check(self, renamed: list[str] | None = None) -> None:
+        """Re-check this socket's session soon; close with 4401 if it no longer logs in."""
+        if renamed and self.session_key and key_digest(self.session_key) == renamed[0]:
+            self.session_key = renamed[1]  # the session went on under a new key
+        if self.closing:
+            return
+        if self.session_task is not None:
+            self.session_recheck = True  # the running check may have read the old state
+            return
+        self.session_task = asyncio.ensure_future(self._session_verify())
+
+    async def _session_verify(self) -> None:
+        try:
+            while not self.closing:
+                self.session_recheck = False
+                if not await _session_valid(self.session_key, self.user.pk):
+                    self.close_soon(CLOSE_UNAUTHENTICATED)
+                    return
+                if not self.session_recheck:
+                    return
+        except Exception:
+            logger.exception("session check of a socket failed")
+        finally:
+            self.session_task = None
 
     def start_writer(self) -> None:
         """Write the frames queued so far, then every later one as it comes."""
@@ -130,6 +198,9 @@ class HubConsumer(AsyncWebsocketConsumer):
 
     def deliver_event(self, payload: dict[str, Any]) -> None:
         """Write or queue an event from the hub rendered for this socket; subclasses override."""
+        if payload.get("type") == SESSION_CHECK:
+            self.session_check(payload.get("renamed"))
+            return
         self.enqueue(frame_dumps(payload))
 
     def resync(self) -> None:
@@ -208,11 +279,24 @@ class HubConsumer(AsyncWebsocketConsumer):
         finally:
             self.writer = None
 
-    def rate_allows(self) -> bool:
-        """Spend one of this socket's message tokens, if it has one."""
-        if self.bucket is None:
-            self.bucket = TokenBucket(settings.CHAT_RATE_PER_SECOND, settings.CHAT_RATE_BURST)
-        return self.bucket.take()
+    async def rate_take(self, kind: str) -> None:
+        """Spend a token of the user's budget for frames of ``kind`` or refuse the frame.
+
+        The budget is the user's, shared by all their sockets; a socket that goes on sending
+        while refused is closed (4429).
+        """
+        if await get_limits().take(self.user.pk, kind):
+            self.refused = 0
+            return
+        self.refused += 1
+        if self.refused >= settings.CHAT_RATE_CLOSE_AFTER:
+            logger.warning("closing a socket of user %s that floods", self.user.pk)
+            self.close_soon(CLOSE_RATE_LIMITED)
+        raise ClientError("rate_limited", "You are sending too fast; this frame was not acted on.")
+
+    async def rate_charge(self, kind: str, cost: int) -> None:
+        """Charge the user's ``kind`` budget for work already done (the frames of a catch-up)."""
+        await get_limits().take(self.user.pk, kind, cost, force=True)
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         """Send one frame to this socket now."""
@@ -231,6 +315,11 @@ class HubConsumer(AsyncWebsocketConsumer):
         """Called with each frame: parse it and hand it to ``receive_frame``."""
         if self.closing:
             return  # refused, removed or closing: nothing it sends is acted on
+        if _too_big(text_data, bytes_data):
+            # uvicorn (--ws-max-size) and daphne close such a socket before it reaches us when
+            # they are given the same bound; this holds under any server.
+            await self.close(code=CLOSE_TOO_BIG)
+            return
         try:
             if text_data is None:
                 raise ClientError("binary_frame", "Frames must be JSON text, not binary.")
@@ -240,6 +329,7 @@ class HubConsumer(AsyncWebsocketConsumer):
                 raise ClientError("invalid_json", "The frame is not valid JSON.") from None
             if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
                 raise ClientError("invalid_frame", 'A frame is a JSON object with a "type".')
+            await self.rate_take(frame["type"])
             await self.receive_frame(frame)
         except ClientError as error:
             await self.send_error(error.code, error.detail)
@@ -250,11 +340,33 @@ class HubConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes: leave the hub and stop writing."""
+        await self.release()
+
+    async def release(self) -> None:
+        """Leave the hub, stop writing and uncount the socket (once, however it ended)."""
+        if getattr(self, "released", True):
+            return  # never connected, or released already
+        self.released = True
         self.closing = True
-        hub = get_hub()
-        for group in self.groups_joined:
-            await hub.unsubscribe(group, self)
-        self.groups_joined = []
-        if self.writer is not None:
-            self.writer.cancel()
+        for task in (self.writer, self.session_task, self.session_timer):
+            if task is not None:
+                task.cancel()
         self.backlog = None
+        groups, self.groups_joined = self.groups_joined, []
+        try:
+            # Out of the local fan-out at once, before anything awaits; then out of the layer.
+            await get_hub().unsubscribe_all(groups, self)
+        finally:
+            if self.socket_id is not None:
+                socket_id, self.socket_id = self.socket_id, None
+                await get_limits().socket_close(self.user.pk, socket_id)
+
+
+def _too_big(text_data: str | None, bytes_data: bytes | None) -> bool:
+    """Whether a frame is past ``CHAT_FRAME_MAX_BYTES`` (UTF-8 bytes, counted only if needed)."""
+    limit = settings.CHAT_FRAME_MAX_BYTES
+    if text_data is None:
+        return bytes_data is not None and len(bytes_data) > limit
+    if len(text_data) * 4 <= limit:
+        return False  # no UTF-8 character is longer than 4 bytes
+    return len(text_data) > limit or len(text_data.encode("utf-8", "surrogatepass")) > limit

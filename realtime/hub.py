@@ -116,8 +116,20 @@ class Hub:
 
     async def unsubscribe(self, group: str, subscriber: Subscriber) -> None:
         """Remove a socket; the process leaves the group with its last local socket."""
-        if not self._forget(group, subscriber):
-            return
+        await self.unsubscribe_all([group], subscriber)
+
+    async def unsubscribe_all(self, groups: list[str], subscriber: Subscriber) -> None:
+        """Remove a socket from its groups: from the local fan-out before anything awaits (so
+        even a cancelled caller leaves none of it behind), then from the layer."""
+        emptied = [group for group in groups if self._forget(group, subscriber)]
+        for group in emptied:
+            await self._leave(group)
+
+    def subscriber_count(self) -> int:
+        """Local subscriptions (a socket counts once per group it is in)."""
+        return sum(len(members) for members in self.groups.values())
+
+    async def _leave(self, group: str) -> None:
         async with self._membership(group):
             # Someone may have subscribed again while we waited for the lock.
             if group in self.groups or group not in self._joined:

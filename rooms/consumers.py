@@ -12,8 +12,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from notifications.consumers import NotificationsMixin
-from realtime.consumers import CLOSE_NOT_FOUND, ClientError, HubConsumer
+from realtime.consumers import CLOSE_NOT_FOUND, HubConsumer
 from realtime.events import room_group
+from realtime.validation import ClientError, int64_or_none, text_clean
 
 from . import events, selectors, services
 from .models import Message, Room
@@ -103,9 +104,10 @@ def _read_mark(user: Any, room: Room, seq: int) -> None:
 
 
 def _parse_seq(value: Any, name: str = "after") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEQ_MAX:
-        raise ClientError(f"invalid_{name}", f'"{name}" must be a non-negative integer seq.')
-    return value
+    seq = int64_or_none(value)
+    if seq is None:
+        raise ClientError(f"invalid_{name}", f'"{name}" must be a non-negative 64-bit integer seq.')
+    return seq
 
 
 def _parse_history(frame: dict[str, Any]) -> tuple[str, int, int]:
@@ -123,13 +125,7 @@ def _parse_body(frame: dict[str, Any]) -> str:
     body = frame.get("body")
     if not isinstance(body, str):
         raise ClientError("invalid_body", '"body" must be a string.')
-    body = body.strip()
-    if not body:
-        raise ClientError("empty_body", "The message is empty.")
-    limit = settings.CHAT_MESSAGE_MAX_LENGTH
-    if len(body) > limit:
-        raise ClientError("body_too_long", f"Messages are limited to {limit} characters.")
-    return body
+    return text_clean(body, max_length=settings.CHAT_MESSAGE_MAX_LENGTH)
 
 
 class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
@@ -172,6 +168,9 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
         Returns the seq the client is then current to.
         """
         frames, last, more = await _history(self.room.pk, after, settings.CHAT_SYNC_LIMIT)
+        # A catch-up costs the user's sync budget by its size: asking again and again for
+        # everything (sync after=0) is refused once the budget is spent.
+        await self.rate_charge("sync", len(frames))
         for frame in frames:
             await self.send_json(frame)
         self.last_seq = max(self.last_seq, last)
@@ -196,10 +195,6 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
         except services.ChangeRefused as refused:
             raise ClientError(refused.code, refused.detail) from None
 
-    def rate_check(self) -> None:
-        if not self.rate_allows():
-            raise ClientError("rate_limited", "You are sending too fast; this change was not made.")
-
     async def receive_message(self, frame: dict[str, Any]) -> None:
         """Store a message from this socket's user; the broadcast echoes it back."""
         body = _parse_body(frame)
@@ -208,7 +203,6 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
         # other callers), so a bad key is refused whatever else is wrong.
         if client_id is not None and not services.client_id_valid(client_id):
             raise ClientError("invalid_client_id", '"client_id" must be 1-64 of A-Z a-z 0-9 _ -.')
-        self.rate_check()
         for original in await _message_create(
             self.room, self.user, body, client_id, frame.get("reply_to")
         ):
@@ -216,11 +210,9 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
 
     async def receive_edit(self, frame: dict[str, Any]) -> None:
         body = _parse_body(frame)
-        self.rate_check()
         await _message_edit(self.room, self.user, frame.get("id"), body)
 
     async def receive_delete(self, frame: dict[str, Any]) -> None:
-        self.rate_check()
         await _message_delete(self.room, self.user, frame.get("id"))
 
     async def receive_react(self, frame: dict[str, Any]) -> None:
@@ -229,7 +221,6 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
             raise ClientError("invalid_emoji", '"emoji" must be one emoji.')
         if not isinstance(on, bool):
             raise ClientError("invalid_frame", '"on" must be true or false.')
-        self.rate_check()
         await _reaction_set(self.room, self.user, frame.get("id"), emoji, on)
 
     async def receive_read(self, frame: dict[str, Any]) -> None:
@@ -243,6 +234,7 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
             messages, more = await _history_page(self.user, self.room, cursor, seq, limit)
         except services.ChangeRefused as refused:
             raise ClientError(refused.code, refused.detail) from None
+        await self.rate_charge("history", len(messages))
         await self.send_json({"type": "history", cursor: seq, "messages": messages, "more": more})
 
     reads = {"read": receive_read, "history": receive_history}

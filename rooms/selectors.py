@@ -142,7 +142,9 @@ def changes_after(*, room_id: int, after: int, limit: int) -> tuple[list[Message
     messages = messages[:limit]
     if more:
         return messages, messages[-1].changed_seq, True
-    last = max([room_seq, after, *(m.changed_seq for m in messages)])
+    # Not ``after`` itself: a client that claims a seq the room never reached would otherwise
+    # be told it is current up to there, and its socket would drop every live frame below it.
+    last = max([room_seq, *(m.changed_seq for m in messages)])
     return messages, last, False
 
 

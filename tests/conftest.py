@@ -63,9 +63,13 @@ async def connect():
     opened: list[WebsocketCommunicator] = []
 
     async def _connect(
-        path: str, user=None, origin: str = "http://localhost", expect_accept: bool = True
+        path: str,
+        user=None,
+        origin: str = "http://localhost",
+        expect_accept: bool = True,
+        headers: list[tuple[bytes, bytes]] = (),
     ) -> WebsocketCommunicator:
-        headers = [(b"host", b"localhost"), (b"origin", origin.encode())]
+        headers = [(b"host", b"localhost"), (b"origin", origin.encode()), *headers]
         if user is not None:
             cookie = await database_sync_to_async(session_cookie)(user)
             headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))

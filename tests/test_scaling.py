@@ -29,7 +29,12 @@ WORKERS = 4
 @pytest.fixture(scope="module")
 def node():
     with redis_server() as server, tempfile.TemporaryDirectory(prefix="chat-scaling-") as tmp:
-        env = node_env(redis_url=server.url, SQLITE_PATH=str(Path(tmp) / "db.sqlite3"))
+        # A few users hold hundreds of sockets here: above the per-user cap (issue 13).
+        env = node_env(
+            redis_url=server.url,
+            SQLITE_PATH=str(Path(tmp) / "db.sqlite3"),
+            CHAT_SOCKETS_PER_USER="1000",
+        )
         manage(env, "migrate", "--noinput")
         running = node_start(env, Path(tmp), "node", workers=WORKERS)
         try:

@@ -95,6 +95,7 @@ class LiveServer:
     log_path: Path
     workers: int = 1
     process: subprocess.Popen | None = None
+    args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -108,7 +109,7 @@ class LiveServer:
         """Start uvicorn and wait until it listens."""
         command = [sys.executable, "-m", "uvicorn", "chatproject.asgi:application"]
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--workers", str(self.workers)]
+        command += ["--workers", str(self.workers), *self.args]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
@@ -132,12 +133,15 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(workers: int = 1, **env_extra: str) -> Iterator[LiveServer]:
-    """Migrate a fresh SQLite database and serve it with uvicorn until the block ends."""
+def live_server(
+    workers: int = 1, args: tuple[str, ...] = (), **env_extra: str
+) -> Iterator[LiveServer]:
+    """Migrate a fresh SQLite database and serve it with uvicorn (extra ``args``) until the
+    block ends."""
     with tempfile.TemporaryDirectory(prefix="chat-live-") as tmp:
         env = server_env(SQLITE_PATH=str(Path(tmp) / "db.sqlite3"), **env_extra)
         manage(env, "migrate", "--noinput")
-        server = LiveServer(free_port(), env, Path(tmp) / "server.log", workers)
+        server = LiveServer(free_port(), env, Path(tmp) / "server.log", workers, args=args)
         try:
             server.start()
             yield server

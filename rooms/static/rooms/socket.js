@@ -107,6 +107,13 @@ export function roomSocket({ slug, lastSeq, on }) {
         }
         break;
       case "error":
+        if (frame.code === "rate_limited" && syncing && lastRequest === null) {
+          // The catch-up was refused for now (the user's sync budget is spent): ask again
+          // soon, or the gap would stay open until the next reconnect.
+          syncing = false;
+          setTimeout(requestSync, 1000 + Math.random() * 1000);
+          break;
+        }
         on.error({ code: frame.code, detail: frame.detail, request: lastRequest });
         lastRequest = null;
         break;
@@ -165,6 +172,8 @@ export function roomSocket({ slug, lastSeq, on }) {
         on.state("closed", STOP[event.code]);
         return;
       }
+      // 4429: too many frames or too many open tabs; come back slowly (7.5 to 15 s).
+      if (event.code === 4429) attempt = Math.max(attempt, 5);
       scheduleReconnect();
     });
   }

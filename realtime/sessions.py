@@ -1,0 +1,158 @@
+"""A socket lives only as long as the session it was opened with, as Django's requests do.
+
+Django checks a request's session on every request: it must exist, name the user, carry the
+user's current ``get_session_auth_hash()`` (which changes with the password) and the backend
+must still accept the user (``is_active``). A socket is checked once, at the handshake, and then
+stays open for hours, so it is told when to check again: logging out, saving a user's password
+or ``is_active`` and deleting a user send a ``session.check`` event to that user's group, and
+every socket of the user, on every worker and node, re-checks its own session and closes with
+4401 if Django would no longer accept it.
+
+Inside a request the event waits for the response: ``PasswordChangeView`` saves the user
+before ``update_session_auth_hash`` gives the current session the new hash (under a new key),
+so a check in between would close the very session Django keeps. The middleware sends it once
+the session is saved, with the session's old and new key, so sockets of a session whose key was
+cycled follow it.
+"""
+
+import contextvars
+import hashlib
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import (
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    get_user_model,
+    load_backend,
+    user_logged_out,
+)
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.http import HttpRequest, HttpResponse
+from django.utils.crypto import constant_time_compare
+
+from .events import event_broadcast, user_group
+
+SESSION_CHECK = "session.check"
+# A user save that touches none of these cannot end a session (e.g. login's ``last_login``).
+AUTH_FIELDS = frozenset({"password", "is_active"})
+
+# Users whose sockets re-check once the current request's response is ready (None outside
+# a request). A set object, so a copied context (a thread of sync_to_async) adds to it too.
+_pending: contextvars.ContextVar[set[int] | None] = contextvars.ContextVar(
+    "realtime_sessions_pending", default=None
+)
+
+
+def key_digest(session_key: str) -> str:
+    """What the check event says about an old session key (never the key itself)."""
+    return hashlib.sha256(session_key.encode()).hexdigest()
+
+
+def session_valid(session_key: str | None, user_id: int) -> bool:
+    """Whether Django would still log ``user_id`` in with this session (``auth.get_user``).
+
+    Unlike ``get_user`` it changes nothing: a mismatched session is not flushed here, the
+    next request does that.
+    """
+    if not session_key:
+        return False
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    try:
+        if str(session[SESSION_KEY]) != str(user_id):
+            return False
+        backend_path = session[BACKEND_SESSION_KEY]
+    except KeyError:  # no such session (logged out, expired) or not logged in
+        return False
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return False
+    user = load_backend(backend_path).get_user(user_id)  # None when inactive or deleted
+    if user is None:
+        return False
+    session_hash = session.get(HASH_SESSION_KEY)
+    if not session_hash:
+        return False
+    if constant_time_compare(session_hash, user.get_session_auth_hash()):
+        return True
+    return any(
+        constant_time_compare(session_hash, fallback)
+        for fallback in user.get_session_auth_fallback_hash()
+    )
+
+
+def check_broadcast(user_id: int, renamed: tuple[str, str] | None = None) -> None:
+    """Have every socket of the user re-check its session (after the transaction commits)."""
+    payload: dict[str, Any] = {"type": SESSION_CHECK}
+    if renamed is not None:
+        payload["renamed"] = [key_digest(renamed[0]), renamed[1]]
+    event_broadcast(user_group(user_id), payload)
+
+
+def check_request(user_id: int) -> None:
+    """Check the user's sockets at the end of the current request, or now outside one."""
+    pending = _pending.get()
+    if pending is None:
+        check_broadcast(user_id)
+    else:
+        pending.add(user_id)
+
+
+class SocketSessionMiddleware:
+    """Sends the checks that a request asked for once its session is saved.
+
+    Listed before ``SessionMiddleware``, so its code after the response runs after the
+    session middleware saved the session.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        pending: set[int] = set()
+        token = _pending.set(pending)
+        old_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+        try:
+            response = self.get_response(request)
+        finally:
+            _pending.reset(token)
+        session = getattr(request, "session", None)
+        new_key = session.session_key if session is not None else None
+        user = getattr(request, "user", None) if old_key and new_key != old_key else None
+        user_id = user.pk if user is not None and user.is_authenticated else None
+        if new_key and user_id is not None:
+            # The session went on under a new key (update_session_auth_hash, login again):
+            # the user's sockets of the old key follow it, then check.
+            pending.discard(user_id)
+            check_broadcast(user_id, (old_key, new_key))
+        for pending_id in pending:
+            check_broadcast(pending_id)
+        return response
+
+
+def _logged_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    if user is not None and user.pk is not None:
+        check_request(user.pk)
+
+
+def _user_saved(sender: Any, instance: Any, created: bool, update_fields: Any, **kwargs: Any):
+    if created or (update_fields is not None and not AUTH_FIELDS & set(update_fields)):
+        return
+    user_id = instance.pk
+    transaction.on_commit(lambda: check_request(user_id))
+
+
+def _user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    user_id = instance.pk
+    transaction.on_commit(lambda: check_request(user_id))
+
+
+def signals_connect() -> None:
+    """Send checks on logout and on user changes that can end sessions (AppConfig.ready)."""
+    user_model = get_user_model()
+    user_logged_out.connect(_logged_out, dispatch_uid="realtime.sessions.logged_out")
+    post_save.connect(_user_saved, sender=user_model, dispatch_uid="realtime.sessions.saved")
+    post_delete.connect(_user_deleted, sender=user_model, dispatch_uid="realtime.sessions.deleted")
