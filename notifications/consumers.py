@@ -10,7 +10,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from realtime.consumers import HubConsumer
-from realtime.events import EVERYONE_GROUP, frame_dumps, user_group
+from realtime.events import EVERYONE_GROUP, frame_dumps
 from rooms.sidebar import SidebarMixin
 
 from . import events, selectors
