@@ -121,7 +121,12 @@ class Hub:
     async def unsubscribe_all(self, groups: list[str], subscriber: Subscriber) -> None:
         """Remove a socket from its groups: from the local fan-out before anything awaits (so
         even a cancelled caller leaves none of it behind), then from the layer."""
-        emptied = [group for group in groups if self._forget(group, subscriber)]
+        await self.unsubscribe_pairs([(group, subscriber) for group in groups])
+
+    async def unsubscribe_pairs(self, pairs: list[tuple[str, Subscriber]]) -> None:
+        """Remove several (group, subscriber) subscriptions, all from the local fan-out before
+        anything awaits, then leave the groups that emptied."""
+        emptied = [group for group, subscriber in pairs if self._forget(group, subscriber)]
         for group in emptied:
             await self._leave(group)
 

@@ -225,10 +225,12 @@ class SidebarMixin:
                 asyncio.get_running_loop().create_task(self._sidebar_add(slug))
         super().deliver_event(payload)  # type: ignore[misc]
 
-    async def disconnect(self, code: int) -> None:
-        """Called when the socket closes: stop watching the rooms."""
+    async def release(self) -> None:
+        """However the socket ended (closed, failed, cancelled): stop watching the rooms, out of
+        the local fan-out before anything awaits."""
         watches, self.watches = self.watches, None
-        hub = get_hub()
-        for watch in (watches or {}).values():
-            await hub.unsubscribe(room_group(watch.room_id), watch)
-        await super().disconnect(code)  # type: ignore[misc]
+        pairs = [(room_group(watch.room_id), watch) for watch in (watches or {}).values()]
+        try:
+            await get_hub().unsubscribe_pairs(pairs)
+        finally:
+            await super().release()  # type: ignore[misc]
