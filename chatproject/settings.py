@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "rooms",
     "ops",
     "notifications",
+    "search",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,90 @@
+"""The two search engines behind one interface: SQLite FTS5 and PostgreSQL full-text search.
+
+Each backend answers two questions: which messages match, best first (``ranked_ids``), and a
+highlighted excerpt of some of them (``snippets``). Highlights come back between the MARK_OPEN
+and MARK_CLOSE sentinels; ``search.snippet`` escapes the text and turns them into ``<mark>``.
+"""
+
+from collections.abc import Sequence
+
+from django.db import connection
+
+from . import schema
+from .query import ParsedQuery
+
+MARK_OPEN = "\x02"
+MARK_CLOSE = "\x03"
+ELLIPSIS = "…"
+SNIPPET_WORDS = 24
+
+
+def _fts5_match(parsed: ParsedQuery) -> str:
+    """The FTS5 query: every word as a quoted string (no operator can be injected), ANDed."""
+    terms = [f'"{word}"' for word in parsed.words]
+    if parsed.prefix:
+        terms[-1] += "*"
+    return " ".join(terms)
+
+
+def _pg_tsquery(parsed: ParsedQuery) -> str:
+    """The ``to_tsquery`` text: quoted words (letters and digits only) ANDed."""
+    terms = [f"'{word}'" for word in parsed.words]
+    if parsed.prefix:
+        terms[-1] += ":*"
+    return " & ".join(terms)
+
+
+def ranked_ids(
+    parsed: ParsedQuery, rooms_sql: str, rooms_params: Sequence, limit: int, offset: int
+) -> list[int]:
+    """Ids of the matching messages of the rooms selected by ``rooms_sql``, best first and
+    newest first among equals, that are not deleted."""
+    if connection.vendor == "postgresql":
+        sql = f"""
+            SELECT m.id FROM rooms_message m, to_tsquery('{schema.PG_CONFIG}', %s) q
+            WHERE m.{schema.PG_COLUMN} @@ q AND m.deleted IS NULL AND m.room_id IN ({rooms_sql})
+            ORDER BY ts_rank(m.{schema.PG_COLUMN}, q, 1) DESC, m.created DESC, m.id DESC
+            LIMIT %s OFFSET %s"""
+        params = [_pg_tsquery(parsed), *rooms_params, limit, offset]
+    else:
+        fts = schema.FTS_TABLE
+        # bm25() is lower for better matches.
+        sql = f"""
+            SELECT m.id FROM {fts} JOIN rooms_message m ON m.id = {fts}.rowid
+            WHERE {fts} MATCH %s AND m.deleted IS NULL AND m.room_id IN ({rooms_sql})
+            ORDER BY bm25({fts}), m.created DESC, m.id DESC
+            LIMIT %s OFFSET %s"""
+        params = [_fts5_match(parsed), *rooms_params, limit, offset]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def snippets(parsed: ParsedQuery, ids: Sequence[int]) -> dict[int, str]:
+    """``{id: excerpt}`` of the messages ``ids``, matched words between the sentinels.
+
+    A second query for the page's few rows: computed in the ranking query, an excerpt would be
+    built for every match before the sort.
+    """
+    if not ids:
+        return {}
+    marks = ", ".join(["%s"] * len(ids))
+    if connection.vendor == "postgresql":
+        options = (
+            f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, MaxWords={SNIPPET_WORDS}, "
+            f'MinWords=8, MaxFragments=2, FragmentDelimiter=" {ELLIPSIS} "'
+        )
+        sql = f"""
+            SELECT m.id, ts_headline('{schema.PG_CONFIG}', m.body, q, %s)
+            FROM rooms_message m, to_tsquery('{schema.PG_CONFIG}', %s) q
+            WHERE m.id IN ({marks})"""
+        params = [options, _pg_tsquery(parsed), *ids]
+    else:
+        fts = schema.FTS_TABLE
+        sql = f"""
+            SELECT rowid, snippet({fts}, 0, %s, %s, %s, {SNIPPET_WORDS}) FROM {fts}
+            WHERE {fts} MATCH %s AND rowid IN ({marks})"""
+        params = [MARK_OPEN, MARK_CLOSE, ELLIPSIS, _fts5_match(parsed), *ids]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return dict(cursor.fetchall())
