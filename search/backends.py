@@ -16,6 +16,12 @@ MARK_OPEN = "\x02"
 MARK_CLOSE = "\x03"
 ELLIPSIS = "…"
 SNIPPET_WORDS = 24
+# PostgreSQL's parser reads "<script>" as an HTML tag and ts_headline drops tags from its
+# output: the excerpt would lose what the user wrote. The headline is built from the body with
+# these three characters swapped for private-use ones, swapped back before escaping.
+PG_SWAP_FROM = "<>&"
+PG_SWAP_TO = "\ue000\ue001\ue002"
+PG_SWAP_BACK = str.maketrans(PG_SWAP_TO, PG_SWAP_FROM)
 
 
 def _fts5_match(parsed: ParsedQuery) -> str:
@@ -75,10 +81,10 @@ def snippets(parsed: ParsedQuery, ids: Sequence[int]) -> dict[int, str]:
             f'MinWords=8, MaxFragments=2, FragmentDelimiter=" {ELLIPSIS} "'
         )
         sql = f"""
-            SELECT m.id, ts_headline('{schema.PG_CONFIG}', m.body, q, %s)
+            SELECT m.id, ts_headline('{schema.PG_CONFIG}', translate(m.body, %s, %s), q, %s)
             FROM rooms_message m, to_tsquery('{schema.PG_CONFIG}', %s) q
             WHERE m.id IN ({marks})"""
-        params = [options, _pg_tsquery(parsed), *ids]
+        params = [PG_SWAP_FROM, PG_SWAP_TO, options, _pg_tsquery(parsed), *ids]
     else:
         fts = schema.FTS_TABLE
         sql = f"""
@@ -87,4 +93,7 @@ def snippets(parsed: ParsedQuery, ids: Sequence[int]) -> dict[int, str]:
         params = [MARK_OPEN, MARK_CLOSE, ELLIPSIS, _fts5_match(parsed), *ids]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return dict(cursor.fetchall())
+        rows = cursor.fetchall()
+    if connection.vendor == "postgresql":
+        return {pk: text.translate(PG_SWAP_BACK) for pk, text in rows}
+    return dict(rows)
