@@ -41,26 +41,47 @@ def _pg_tsquery(parsed: ParsedQuery) -> str:
 
 
 def ranked_ids(
-    parsed: ParsedQuery, rooms_sql: str, rooms_params: Sequence, limit: int, offset: int
+    parsed: ParsedQuery,
+    rooms_sql: str,
+    rooms_params: Sequence,
+    window: int,
+    limit: int,
+    offset: int,
 ) -> list[int]:
-    """Ids of the matching messages of the rooms selected by ``rooms_sql``, best first and
-    newest first among equals, that are not deleted."""
+    """Ids of the matching messages of the rooms selected by ``rooms_sql`` that are not
+    deleted: among the newest ``window`` of them, best first, newest first among equals.
+
+    Ranking every match costs ~10 µs a match: a common word matches 100,000 of 1,000,000
+    messages, over a second. The window bounds that (the newest matches come straight off the
+    index in id order), and equals the results the pages can reach (search.selectors).
+    """
     if connection.vendor == "postgresql":
         sql = f"""
-            SELECT m.id FROM rooms_message m, to_tsquery('{schema.PG_CONFIG}', %s) q
-            WHERE m.{schema.PG_COLUMN} @@ q AND m.deleted IS NULL AND m.room_id IN ({rooms_sql})
-            ORDER BY ts_rank(m.{schema.PG_COLUMN}, q, 1) DESC, m.created DESC, m.id DESC
+            SELECT id FROM (
+                SELECT m.id, m.created, m.{schema.PG_COLUMN} AS vector
+                FROM rooms_message m
+                WHERE m.{schema.PG_COLUMN} @@ to_tsquery('{schema.PG_CONFIG}', %s)
+                    AND m.deleted IS NULL AND m.room_id IN ({rooms_sql})
+                ORDER BY m.id DESC LIMIT %s
+            ) newest
+            ORDER BY ts_rank(vector, to_tsquery('{schema.PG_CONFIG}', %s), 1) DESC,
+                created DESC, id DESC
             LIMIT %s OFFSET %s"""
-        params = [_pg_tsquery(parsed), *rooms_params, limit, offset]
+        query = _pg_tsquery(parsed)
+        params = [query, *rooms_params, window, query, limit, offset]
     else:
         fts = schema.FTS_TABLE
-        # bm25() is lower for better matches.
+        # bm25() is lower for better matches; FTS5 yields rowids (message ids) newest first.
         sql = f"""
-            SELECT m.id FROM {fts} JOIN rooms_message m ON m.id = {fts}.rowid
-            WHERE {fts} MATCH %s AND m.deleted IS NULL AND m.room_id IN ({rooms_sql})
-            ORDER BY bm25({fts}), m.created DESC, m.id DESC
+            SELECT id FROM (
+                SELECT m.id, m.created, bm25({fts}) AS score
+                FROM {fts} JOIN rooms_message m ON m.id = {fts}.rowid
+                WHERE {fts} MATCH %s AND m.deleted IS NULL AND m.room_id IN ({rooms_sql})
+                ORDER BY {fts}.rowid DESC LIMIT %s
+            ) newest
+            ORDER BY score, created DESC, id DESC
             LIMIT %s OFFSET %s"""
-        params = [_fts5_match(parsed), *rooms_params, limit, offset]
+        params = [_fts5_match(parsed), *rooms_params, window, limit, offset]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]

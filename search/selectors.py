@@ -17,6 +17,8 @@ from .snippet import snippet_html
 PAGE_SIZE = 20
 # Deep pages cost an OFFSET over every better match; nobody reads result 1,000.
 PAGES_MAX = 50
+# Ranking looks at the newest matches only, as many as the pages can show (search.backends).
+RANK_WINDOW = PAGE_SIZE * PAGES_MAX
 
 
 @dataclass
@@ -108,7 +110,12 @@ def message_search(
         return results
     rooms_sql, rooms_params = rooms.values("pk").query.sql_with_params()
     ids = backends.ranked_ids(
-        parsed, rooms_sql, rooms_params, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE
+        parsed,
+        rooms_sql,
+        rooms_params,
+        window=RANK_WINDOW,
+        limit=PAGE_SIZE + 1,
+        offset=(page - 1) * PAGE_SIZE,
     )
     results.has_next = len(ids) > PAGE_SIZE
     results.hits = _hits(parsed, ids[:PAGE_SIZE], user)

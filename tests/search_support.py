@@ -47,9 +47,11 @@ def postgres_wrapper(django_db_blocker):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def search_db(request, django_db_blocker) -> Iterator[str]:
-    """Run the test on SQLite (FTS5), then on PostgreSQL (tsvector); yields the vendor."""
+    """Run the test on SQLite (FTS5), then on PostgreSQL (tsvector); yields the vendor.
+
+    The test module marks its tests ``django_db``: the SQLite run uses that test database.
+    """
     if request.param == "sqlite":
-        request.getfixturevalue("db")
         yield "sqlite"
         return
     wrapper = request.getfixturevalue("postgres_wrapper")

@@ -21,6 +21,9 @@ from .search_support import postgres_wrapper as _postgres_wrapper
 from .search_support import search_db as _search_db
 from .support.services import _fail_or_skip
 
+# pytest-django's test database for every test; ``search_db`` swaps PostgreSQL in on top.
+pytestmark = pytest.mark.django_db
+
 # The fixtures of both databases (tests/search_support.py), under the names tests ask for.
 postgres_wrapper, search_db = _postgres_wrapper, _search_db
 
@@ -248,7 +251,6 @@ def test_stop_words_are_postgresqls_english_list():
     assert set(Path(files[-1]).read_text().split()) == ENGLISH
 
 
-@pytest.mark.django_db
 def test_sqlite_index_is_repaired_when_a_migration_drops_its_triggers():
     alice, room = general()
     message = say(room, alice, "old words")
@@ -260,3 +262,23 @@ def test_sqlite_index_is_repaired_when_a_migration_drops_its_triggers():
     assert found(alice, "old") == []
     assert found(alice, "new") == ["new words"]
     assert not schema.index_repair(connection)
+
+
+def test_ranking_looks_at_the_newest_matches_the_pages_can_reach(search_db, monkeypatch):
+    monkeypatch.setattr("search.selectors.RANK_WINDOW", 2)
+    alice, room = general()
+    say(room, alice, "backup backup backup")  # the best match, but older than the window
+    say(room, alice, "a backup and more words here")
+    say(room, alice, "backup done")
+    assert found(alice, "backup") == ["backup done", "a backup and more words here"]
+
+
+def test_the_window_counts_only_messages_the_reader_may_read(search_db, monkeypatch):
+    monkeypatch.setattr("search.selectors.RANK_WINDOW", 2)
+    alice, room = general()
+    bob = user_create("bob")
+    say(room, alice, "invoice for bob")
+    secret = private_room(alice)
+    for _ in range(3):
+        say(secret, alice, "invoice for alice only")
+    assert found(bob, "invoice") == ["invoice for bob"]
