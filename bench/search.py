@@ -30,6 +30,7 @@ ROOMS_PUBLIC, ROOMS_PRIVATE, USERS = 150, 50, 1000
 READER_PRIVATE = 10
 CHUNK = 50_000
 WARMUP = 20
+ROOM_FILTER = "room-7"
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -37,8 +38,9 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def _people_and_rooms() -> tuple[Any, list[int], list[int], str]:
-    """Users, rooms and memberships in bulk; returns (reader, room ids, user ids, one slug)."""
+def _people_and_rooms() -> tuple[list[int], list[int]]:
+    """Users, rooms and memberships in bulk; returns (room ids, user ids). The first user
+    (``search-0``) is the reader."""
     from django.contrib.auth import get_user_model
 
     from rooms.models import Membership, Room
@@ -59,7 +61,7 @@ def _people_and_rooms() -> tuple[Any, list[int], list[int], str]:
     members = [Membership(room_id=r, user_id=users[0]) for r in private[:READER_PRIVATE]]
     members += [Membership(room_id=r, user_id=u) for r in private for u in users[1:6]]
     Membership.objects.bulk_create(members)
-    return user_model.objects.get(pk=users[0]), room_ids, users, "room-7"
+    return room_ids, users
 
 
 def _load(count: int, room_ids: list[int], user_ids: list[int]) -> float:
@@ -100,6 +102,35 @@ def _load(count: int, room_ids: list[int], user_ids: list[int]) -> float:
     return time.perf_counter() - started
 
 
+def measure(count: int) -> dict[str, Any]:
+    """Time ``count`` searches of the loaded database's reader, after a warm-up."""
+    from django.contrib.auth import get_user_model
+
+    from search.selectors import message_search
+
+    reader = get_user_model().objects.get(username="search-0")
+    texts = search_data.queries(count + WARMUP)
+    for text in texts[count:]:  # warm the caches with other queries
+        message_search(user=reader, text=text)
+    timings, hits = [], []
+    for index, text in enumerate(texts[:count]):
+        # One query in ten searches one room (&room=).
+        room = ROOM_FILTER if index % 10 == 9 else ""
+        started = time.perf_counter()
+        found = message_search(user=reader, text=text, room_slug=room)
+        timings.append((time.perf_counter() - started) * 1000)
+        hits.append(len(found.hits))
+    slowest = sorted(zip(timings, texts, strict=False), reverse=True)[:5]
+    return {
+        "queries": count,
+        "p50_ms": round(statistics.median(timings), 1),
+        "p99_ms": round(_percentile(timings, 0.99), 1),
+        "max_ms": round(max(timings), 1),
+        "queries_with_hits": sum(1 for n in hits if n),
+        "slowest": [{"ms": round(ms, 1), "q": q} for ms, q in slowest],
+    }
+
+
 def child(messages: int, count: int) -> dict[str, Any]:
     """Inside the product's settings: migrate, load, search; the figures as a dict."""
     import django
@@ -108,33 +139,14 @@ def child(messages: int, count: int) -> dict[str, Any]:
     from django.core.management import call_command
     from django.db import connection
 
-    from search.selectors import message_search
-
     call_command("migrate", verbosity=0, interactive=False)
-    reader, room_ids, user_ids, slug = _people_and_rooms()
+    room_ids, user_ids = _people_and_rooms()
     load_s = _load(messages, room_ids, user_ids)
-    texts = search_data.queries(count + WARMUP)
-    for text in texts[count:]:  # warm the caches with other queries
-        message_search(user=reader, text=text)
-    timings, hits = [], []
-    for index, text in enumerate(texts[:count]):
-        # One query in ten searches one room (&room=).
-        room = slug if index % 10 == 9 else ""
-        started = time.perf_counter()
-        found = message_search(user=reader, text=text, room_slug=room)
-        timings.append((time.perf_counter() - started) * 1000)
-        hits.append(len(found.hits))
-    slowest = sorted(zip(timings, texts, strict=False), reverse=True)[:5]
     return {
         "vendor": connection.vendor,
         "messages": messages,
         "load_s": round(load_s, 1),
-        "queries": count,
-        "p50_ms": round(statistics.median(timings), 1),
-        "p99_ms": round(_percentile(timings, 0.99), 1),
-        "max_ms": round(max(timings), 1),
-        "queries_with_hits": sum(1 for n in hits if n),
-        "slowest": [{"ms": round(ms, 1), "q": q} for ms, q in slowest],
+        **measure(count),
     }
 
 

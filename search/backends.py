@@ -108,10 +108,13 @@ def snippets(parsed: ParsedQuery, ids: Sequence[int]) -> dict[int, str]:
         params = [PG_SWAP_FROM, PG_SWAP_TO, options, _pg_tsquery(parsed), *ids]
     else:
         fts = schema.FTS_TABLE
+        # One pass over the ids' range: "rowid IN" alone makes FTS5 look each id up on its
+        # own, and a prefix term merges the lists of all its words at every look-up (~100 ms
+        # for 20 rows of 1,000,000). The unary + keeps the IN list a plain filter.
         sql = f"""
             SELECT rowid, snippet({fts}, 0, %s, %s, %s, {SNIPPET_WORDS}) FROM {fts}
-            WHERE {fts} MATCH %s AND rowid IN ({marks})"""
-        params = [MARK_OPEN, MARK_CLOSE, ELLIPSIS, _fts5_match(parsed), *ids]
+            WHERE {fts} MATCH %s AND rowid BETWEEN %s AND %s AND +rowid IN ({marks})"""
+        params = [MARK_OPEN, MARK_CLOSE, ELLIPSIS, _fts5_match(parsed), min(ids), max(ids), *ids]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
