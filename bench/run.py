@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from . import search as search_bench
 from .report import markdown, plot
 from .scenarios import FULL, QUICK, SCENARIOS, Timing
 from .system import raise_nofile, wait_quiet
@@ -129,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="seconds to wait, before each target, for other work on the machine to stop",
     )
+    parser.add_argument(
+        "--search",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also the search benchmark: 1,000,000 messages on SQLite and PostgreSQL (~4 min)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -159,11 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         results["targets"][name] = run_target(
             name, args.scenarios, timing, log_dir, time.monotonic() + share, args.quiet_wait
         )
+    if args.search:
+        results["search"] = search_bench.run(log_dir)
     results["elapsed_s"] = time.monotonic() - begun
 
     base = args.out / f"run-{stamp}"
     base.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    table = markdown(results)
+    table = markdown(results) + search_bench.markdown(results.get("search", {}))
     base.with_suffix(".md").write_text(table)
     plotted = plot(results, base.with_suffix(".png"))
     for suffix in (".json", ".md", ".png"):

@@ -83,6 +83,10 @@ def _load(count: int, room_ids: list[int], user_ids: list[int]) -> float:
             cursor.execute(schema.POSTGRES_CREATE[1])
             cursor.execute("ANALYZE rooms_message")
     else:
+        # The index is built once after the load (FTS5 'rebuild', 3 x faster than the insert
+        # trigger row by row); schema.index_create puts the trigger back.
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER search_message_ai")
         insert = f"INSERT INTO rooms_message ({columns}) VALUES (%s, %s, %s, %s, %s, %s)"
         batch: list[tuple] = []
         for row in rows:
@@ -93,6 +97,8 @@ def _load(count: int, room_ids: list[int], user_ids: list[int]) -> float:
                 batch = []
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(insert, batch)
+        schema.index_create(connection)
+        with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
     with connection.cursor() as cursor:
         cursor.execute(
@@ -184,7 +190,9 @@ def run(
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The figures as a Markdown table."""
+    """The figures as a Markdown table ("" when the search benchmark did not run)."""
+    if not results:
+        return ""
     lines = [
         "",
         "## Search",
