@@ -15,11 +15,11 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 FTS_TABLE = "search_message_fts"
 # Porter stemming over unicode61 word splitting with accents folded (café = cafe).
 FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
-# prefix='2 3': the index also keeps every word's first 2 and 3 letters, so a short prefix
-# ("com"*) reads one list instead of merging the lists of every word it begins.
 PG_CONFIG = "english"
 PG_COLUMN = "search_vector"
 
+# prefix='2 3': the index also keeps every word's first 2 and 3 letters, so a short prefix
+# ("com"*) reads one list instead of merging the lists of every word it begins.
 SQLITE_TABLE = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5(
     body, content='rooms_message', content_rowid='id', tokenize='{FTS_TOKENIZE}', prefix='2 3'

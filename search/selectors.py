@@ -41,6 +41,7 @@ class SearchResults:
     has_next: bool = False
     notice: str = ""
     room: Room | None = None
+    room_title: str = ""
     ignored: tuple[str, ...] = ()
 
     @property
@@ -98,6 +99,7 @@ def message_search(
         if results.room is None:
             results.notice = "No such room."
             return results
+        results.room_title = room_title(room=results.room, user=user)
         rooms = Room.objects.filter(pk=results.room.pk)
     try:
         parsed = query_parse(text)
