@@ -26,7 +26,7 @@ PG_SWAP_BACK = str.maketrans(PG_SWAP_TO, PG_SWAP_FROM)
 
 def _fts5_match(parsed: ParsedQuery) -> str:
     """The FTS5 query: every word as a quoted string (no operator can be injected), ANDed."""
-    terms = [f'"{word}"' for word in parsed.words]
+    terms = [f'"{word}"' for word in parsed.terms]
     if parsed.prefix:
         terms[-1] += "*"
     return " ".join(terms)
@@ -34,7 +34,7 @@ def _fts5_match(parsed: ParsedQuery) -> str:
 
 def _pg_tsquery(parsed: ParsedQuery) -> str:
     """The ``to_tsquery`` text: quoted words (letters and digits only) ANDed."""
-    terms = [f"'{word}'" for word in parsed.words]
+    terms = [f"'{word}'" for word in parsed.terms]
     if parsed.prefix:
         terms[-1] += ":*"
     return " & ".join(terms)

@@ -27,6 +27,19 @@ class ParsedQuery:
     prefix: bool
     ignored: tuple[str, ...]
 
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The words as the engines get them: the prefix without a final "y".
+
+        Porter's stemmer (FTS5) turns a final "y" into "i" in "deploy" and "deployed"
+        ("deploi") but not in "deployment" ("deploy"): "deploy"* would miss "deployment".
+        "deplo"* finds both, on both engines alike.
+        """
+        last = self.words[-1]
+        if self.prefix and last.endswith("y") and len(last) > PREFIX_MIN_LENGTH + 1:
+            return (*self.words[:-1], last[:-1])
+        return self.words
+
 
 def query_parse(text: str) -> ParsedQuery:
     """Split ``text`` into the words to search, without stop-words.
