@@ -16,11 +16,12 @@ MARK_OPEN = "\x02"
 MARK_CLOSE = "\x03"
 ELLIPSIS = "…"
 SNIPPET_WORDS = 24
-# PostgreSQL's parser reads "<script>" as an HTML tag and ts_headline drops tags from its
-# output: the excerpt would lose what the user wrote. The headline is built from the body with
-# these three characters swapped for private-use ones, swapped back before escaping.
-PG_SWAP_FROM = "<>&"
-PG_SWAP_TO = "\ue000\ue001\ue002"
+# The excerpt is built from the body with its punctuation swapped for private-use characters
+# (word separators to the parser, as the spaces of the index are: schema.PG_DOCUMENT), then
+# swapped back: the matched words are found where the index found them, and "<script>" is not
+# taken for a tag that ts_headline would drop from the excerpt.
+PG_SWAP_FROM = schema.PG_PUNCTUATION
+PG_SWAP_TO = "".join(chr(0xE000 + i) for i in range(len(PG_SWAP_FROM)))
 PG_SWAP_BACK = str.maketrans(PG_SWAP_TO, PG_SWAP_FROM)
 
 
@@ -113,9 +114,9 @@ def snippets(parsed: ParsedQuery, ids: Sequence[int]) -> dict[int, str]:
         return {}
     marks = ", ".join(["%s"] * len(ids))
     if connection.vendor == "postgresql":
+        # One excerpt around the best match, like FTS5's snippet(); a short message whole.
         options = (
-            f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, MaxWords={SNIPPET_WORDS}, "
-            f'MinWords=8, MaxFragments=2, FragmentDelimiter=" {ELLIPSIS} "'
+            f"StartSel={MARK_OPEN}, StopSel={MARK_CLOSE}, MaxWords={SNIPPET_WORDS}, MinWords=12"
         )
         sql = f"""
             SELECT m.id, ts_headline('{schema.PG_CONFIG}', translate(m.body, %s, %s), q, %s)

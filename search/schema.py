@@ -10,6 +10,8 @@ expression index because ranking (``ts_rank``) reads the vector of every match: 
 index would recompute ``to_tsvector`` for each matching row of every query.
 """
 
+import string
+
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 FTS_TABLE = "search_message_fts"
@@ -45,9 +47,17 @@ END""",
 
 SQLITE_REBUILD = f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')"
 
+# PostgreSQL's parser reads "staging.example.com" as one host token, "<b>" as a tag it skips,
+# "a/b/c" as a path: searching "example" would not find the host. Punctuation becomes spaces
+# before parsing, so words split where FTS5's unicode61 splits them (letters and digits).
+PG_PUNCTUATION = string.punctuation
+PG_DOCUMENT = "translate(body, '{}', '{}')".format(
+    PG_PUNCTUATION.replace("'", "''"), " " * len(PG_PUNCTUATION)
+)
+
 POSTGRES_CREATE = [
     f"""ALTER TABLE rooms_message ADD COLUMN IF NOT EXISTS {PG_COLUMN} tsvector
-        GENERATED ALWAYS AS (to_tsvector('{PG_CONFIG}'::regconfig, body)) STORED""",
+        GENERATED ALWAYS AS (to_tsvector('{PG_CONFIG}'::regconfig, {PG_DOCUMENT})) STORED""",
     f"CREATE INDEX IF NOT EXISTS search_message_vector ON rooms_message USING GIN ({PG_COLUMN})",
 ]
 POSTGRES_DROP = [

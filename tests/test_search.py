@@ -343,3 +343,15 @@ def test_both_databases_find_the_same_messages(db, postgres_wrapper, django_db_b
     assert {k: v for k, v in on_sqlite.items() if k != "deployment"} == {
         k: v for k, v in on_postgres.items() if k != "deployment"
     }
+
+
+def test_words_inside_addresses_paths_and_markup_are_found(search_db):
+    alice, room = general()
+    say(room, alice, "logs at https://staging.example.com/deploy/logs.txt")
+    say(room, alice, "see <script>alert(1)</script> and a_snake_case name")
+    assert found(alice, "example") == ["logs at https://staging.example.com/deploy/logs.txt"]
+    assert found(alice, "staging logs") == ["logs at https://staging.example.com/deploy/logs.txt"]
+    assert found(alice, "script") == ["see <script>alert(1)</script> and a_snake_case name"]
+    assert found(alice, "snake case") == ["see <script>alert(1)</script> and a_snake_case name"]
+    hit = message_search(user=alice, text="example").hits[0]
+    assert "staging.<mark>example</mark>.com/deploy/logs.txt" in hit.snippet
