@@ -4,6 +4,7 @@ Every test runs twice (``search_db``): on the test SQLite database and on a real
 """
 
 import glob
+import random
 from pathlib import Path
 
 import pytest
@@ -310,8 +311,6 @@ QUERIES = [
 
 
 def _corpus_results() -> dict[str, list[str]]:
-    import random
-
     rng = random.Random(5)
     alice, room = general()
     for _ in range(120):
