@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 from django.urls import reverse
 from django.utils.safestring import SafeString
 
@@ -54,8 +54,13 @@ def message_url(message: Message) -> str:
     return f"{reverse('rooms:detail', kwargs={'slug': message.room.slug})}?around={message.seq}"
 
 
-def _hits(parsed: ParsedQuery, ids: list[int], user: AbstractBaseUser) -> list[SearchHit]:
-    messages = Message.objects.filter(pk__in=ids).select_related("author", "room")
+def _hits(
+    parsed: ParsedQuery, ids: list[int], rooms: QuerySet[Room], user: AbstractBaseUser
+) -> list[SearchHit]:
+    # The rule again, and "not deleted": a change between the ranking query and this one
+    # (a removal from the room, a deletion) must not show.
+    messages = Message.objects.filter(pk__in=ids, room__in=rooms, deleted__isnull=True)
+    messages = messages.select_related("author", "room")
     messages = messages.prefetch_related(
         Prefetch(
             "room__memberships",
@@ -71,7 +76,7 @@ def _hits(parsed: ParsedQuery, ids: list[int], user: AbstractBaseUser) -> list[S
     hits = []
     for pk in ids:
         message = by_id.get(pk)
-        if message is None:  # deleted between the two queries
+        if message is None:
             continue
         hits.append(
             SearchHit(
@@ -120,5 +125,5 @@ def message_search(
         offset=(page - 1) * PAGE_SIZE,
     )
     results.has_next = len(ids) > PAGE_SIZE
-    results.hits = _hits(parsed, ids[:PAGE_SIZE], user)
+    results.hits = _hits(parsed, ids[:PAGE_SIZE], rooms, user)
     return results

@@ -354,3 +354,16 @@ def test_words_inside_addresses_paths_and_markup_are_found(search_db):
     assert found(alice, "snake case") == ["see <script>alert(1)</script> and a_snake_case name"]
     hit = message_search(user=alice, text="example").hits[0]
     assert "staging.<mark>example</mark>.com/deploy/logs.txt" in hit.snippet
+
+
+def test_results_are_checked_again_when_shown(search_db, monkeypatch):
+    # A removal or deletion that commits between the ranking query and the page's rows.
+    alice, room = general()
+    bob = user_create("bob")
+    shown = say(room, alice, "agenda for today")
+    gone = say(room, alice, "agenda draft")
+    services.message_delete(message=gone, user=alice)
+    secret = say(private_room(alice), alice, "agenda of the board")
+    ranked = [secret.pk, gone.pk, shown.pk]
+    monkeypatch.setattr("search.backends.ranked_ids", lambda *args, **kwargs: ranked)
+    assert found(bob, "agenda") == ["agenda for today"]
