@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.messages, args.queries)))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    log_dir = Path(tempfile.mkdtemp(prefix="bench-search-logs-"))
-    results = run(log_dir, args.messages, args.queries, tuple(args.backends))
+    with tempfile.TemporaryDirectory(prefix="bench-search-logs-") as log_dir:
+        results = run(Path(log_dir), args.messages, args.queries, tuple(args.backends))
     print(json.dumps(results, indent=1))
     sys.stdout.write(markdown(results))
     return 1 if any("error" in r for r in results.values()) else 0
