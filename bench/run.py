@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import navigation
+from . import search as search_bench
 from .report import markdown, plot
 from .scenarios import FULL, QUICK, SCENARIOS, Timing
 from .system import raise_nofile, wait_quiet
@@ -139,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--guards", action="store_true", help="only the costs of the socket defences (guards.py)"
     )
+    parser.add_argument(
+        "--search",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also the search benchmark: 1,000,000 messages on SQLite and PostgreSQL (~4 min)",
+    )
     args = parser.parse_args(argv)
     if args.guards:
         from .guards import main as guards_main
@@ -175,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.navigation:
         results["navigation"] = navigation.run(navigation.DATABASES, navigation.MESSAGES, log_dir)
+    if args.search:
+        results["search"] = search_bench.run(log_dir)
     results["elapsed_s"] = time.monotonic() - begun
 
     base = args.out / f"run-{stamp}"
@@ -182,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(results)
     if args.navigation:
         table += "\n## Navigation\n\n" + navigation.markdown(results["navigation"])
+    table += search_bench.markdown(results.get("search", {}))
     base.with_suffix(".md").write_text(table)
     plotted = plot(results, base.with_suffix(".png"))
     for suffix in (".json", ".md", ".png"):

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "rooms",
     "ops",
     "notifications",
+    "search",
 ]
 
 MIDDLEWARE = [

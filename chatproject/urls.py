@@ -11,5 +11,6 @@ urlpatterns = [
     path("rooms/", include("rooms.urls")),
     path("dm/", include((direct_urlpatterns, "dm"), namespace="dm")),
     path("notifications/", include("notifications.urls")),
+    path("search/", include("search.urls")),
     path("", include("chatapp.urls")),
 ]
