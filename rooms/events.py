@@ -6,6 +6,7 @@ from typing import Any
 
 from realtime.events import event_broadcast, frame_broadcast, room_group, user_group
 
+from .formatting import body_html
 from .models import Message, Room
 
 EXCERPT_LENGTH = 100
@@ -43,6 +44,7 @@ def message_payload(
         "room": message.room.slug,
         "user": message.author.get_username(),
         "body": message.body,
+        "html": body_html(message.body),
         "created": _iso(message.created),
         "client_id": message.client_id,
         "reply_to": message.reply_to_id,
@@ -58,6 +60,7 @@ def edited_payload(message: Message) -> dict[str, Any]:
         "id": message.pk,
         "seq": message.changed_seq,
         "body": message.body,
+        "html": body_html(message.body),
         "edited": _iso(message.edited),
     }
 

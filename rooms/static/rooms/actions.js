@@ -53,9 +53,7 @@ export function bindActions({ ctx, list, composer, room }) {
       return;
     }
     deleting = { id: id, opener: opener };
-    document.getElementById("delete-dialog-text").textContent = view.excerpt(
-      item.querySelector(".body").textContent,
-    );
+    document.getElementById("delete-dialog-text").textContent = view.excerpt(view.bodyOf(item));
     dialog.returnValue = "";
     dialog.showModal();
   }

@@ -48,17 +48,13 @@ export function createComposer({ ctx, list, outbox, room, maxLength, scrollToEnd
     }
   }
 
-  function bodyOf(item) {
-    return item.querySelector(".body").textContent;
-  }
-
   function startReply(item) {
     if (mode && mode.kind === "edit") cancel();
     const reply = {
       id: Number(item.dataset.id),
       seq: Number(item.dataset.seq),
       user: item.dataset.author,
-      excerpt: view.excerpt(bodyOf(item)),
+      excerpt: view.excerpt(view.bodyOf(item)),
       deleted: false,
     };
     setMode({ kind: "reply", reply: reply });
@@ -68,7 +64,7 @@ export function createComposer({ ctx, list, outbox, room, maxLength, scrollToEnd
   function startEdit(item) {
     if (!mode || mode.kind !== "edit") draft = input.value;
     setMode({ kind: "edit", id: Number(item.dataset.id) });
-    input.value = bodyOf(item);
+    input.value = view.bodyOf(item);
     input.focus();
     input.setSelectionRange(input.value.length, input.value.length);
   }
@@ -130,7 +126,7 @@ export function createComposer({ ctx, list, outbox, room, maxLength, scrollToEnd
       showError("That message is no longer here.");
       return;
     }
-    if (bodyOf(item) !== body && !(room() && room().edit(id, body))) {
+    if (view.bodyOf(item) !== body && !(room() && room().edit(id, body))) {
       showError("Not connected: the edit is not saved. Try again once connected.");
       return;
     }

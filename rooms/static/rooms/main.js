@@ -10,6 +10,7 @@ import { roomSocket } from "./socket.js";
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const list = document.getElementById("messages");
 const status = document.getElementById("status");
+const announcer = document.getElementById("announcer");
 const ctx = { username: config.username, canModerate: Boolean(config.isOwner || config.isStaff) };
 const outbox = new Outbox(config.slug);
 let room = null;
@@ -50,21 +51,30 @@ function upsert(msg) {
   }
   const item = view.findById(list, msg.id);
   if (item) {
-    view.setBody(item, msg.body, msg.edited);
+    view.setBody(item, msg);
     view.setReactions(item, msg.reactions, config.username);
     const quote = item.querySelector(".quote");
     if (quote && msg.reply) view.setQuote(quote, msg.reply.deleted ? null : msg.reply.excerpt);
     return;
   }
   const stick = isNearBottom() || msg.user === config.username;
-  view.insertBySeq(list, view.messageNode(msg, ctx));
+  const node = view.messageNode(msg, ctx);
+  view.insertBySeq(list, node);
   if (stick) scrollToEnd();
+  if (msg.user !== config.username) {
+    announce(msg.user + ": " + node.querySelector(".body").textContent);
+  }
+}
+
+/** Say a new message to screen readers, once: the region holds only the latest one. */
+function announce(text) {
+  announcer.textContent = text.split(/\s+/).filter(Boolean).join(" ");
 }
 
 function edited(change) {
   const item = view.findById(list, change.id);
   if (!item) return;
-  view.setBody(item, change.body, change.edited);
+  view.setBody(item, change);
   for (const quote of view.quotesOf(list, change.id)) {
     if (!quote.classList.contains("quote-deleted")) view.setQuote(quote, view.excerpt(change.body));
   }
