@@ -1,5 +1,6 @@
 // The composer: sending (through the outbox), replying and editing, with the keyboard
-// shortcuts (Up edits your last message, Escape cancels).
+// shortcuts (Enter sends, Shift+Enter is a new line, Up edits your last message, Escape
+// cancels).
 
 import { newClientId } from "./outbox.js";
 import * as view from "./render.js";
@@ -153,7 +154,11 @@ export function createComposer({ ctx, list, outbox, room, maxLength, scrollToEnd
   });
 
   input.addEventListener("keydown", function (event) {
-    if (event.key === "Escape" && mode) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      // Enter sends, as in a one-line box; Shift+Enter writes the new line Markdown needs.
+      event.preventDefault();
+      form.requestSubmit();
+    } else if (event.key === "Escape" && mode) {
       event.preventDefault();
       cancel();
     } else if (event.key === "ArrowUp" && !input.value && (!mode || mode.kind !== "edit")) {
