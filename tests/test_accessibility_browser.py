@@ -108,3 +108,199 @@ def test_axe_finds_no_serious_or_critical_violation_in_the_dark_scheme(browser, 
         assert axe_violations(page) == []
     finally:
         context.close()
+
+
+FOCUS_RING = """() => {
+  const el = document.activeElement;
+  const style = getComputedStyle(el);
+  return el.matches(":focus-visible") && style.outlineStyle !== "none" &&
+    parseFloat(style.outlineWidth) >= 2 && style.visibility !== "hidden" &&
+    parseFloat(getComputedStyle(el.closest(".actions") || el).opacity) > 0;
+}"""
+
+
+def tab_to(page, selector: str, key: str = "Tab", limit: int = 80) -> None:
+    """Press Tab (or Shift+Tab) until the focused element matches ``selector``; it must show a
+    focus ring there."""
+    for _ in range(limit):
+        page.keyboard.press(key)
+        if page.evaluate("s => document.activeElement.matches(s)", selector):
+            assert page.evaluate(FOCUS_RING), f"{selector} has no visible focus ring"
+            return
+    raise AssertionError(f"{selector} is not reachable with {key}")
+
+
+def person(browser, server: LiveServer, username: str, width: str = "desktop"):
+    client = signup(server.url, username)
+    width_px, height_px = WIDTHS[width]
+    context = browser.new_context(viewport={"width": width_px, "height": height_px})
+    context.add_cookies(
+        [{"name": k, "value": v, "url": server.url} for k, v in client.cookies.items()]
+    )
+    return client, context
+
+
+def test_every_room_action_works_by_keyboard_alone_with_a_visible_focus_ring(server, browser):
+    owner, owner_context = person(browser, server, "kim")
+    _, guest_context = person(browser, server, "kim-guest")
+    path = room_create(owner, "Keyboard Room")
+    guest = guest_context.new_page()
+    guest.goto(server.url + path)
+    kim = owner_context.new_page()
+    kim.goto(server.url + "/rooms/")
+
+    # Open a room: Tab to its link, Enter.
+    tab_to(kim, f'#room-list a[href="{path}"]')
+    kim.keyboard.press("Enter")
+    kim.wait_for_url(server.url + path)
+    for page in (kim, guest):
+        expect(page.locator("#status")).to_have_class(re.compile("status-open"))
+
+    # Send: the composer has focus on arrival; Enter sends.
+    expect(kim.locator("#message-input")).to_be_focused()
+    kim.keyboard.type("first from the keyboard")
+    kim.keyboard.press("Enter")
+    guest.locator("#message-input").fill("a question for kim")
+    guest.locator("#message-input").press("Enter")
+    question = kim.locator("#messages > li[data-id]", has_text="a question for kim")
+    expect(question).to_have_count(1)
+
+    # Reply: back from the composer (Shift+Tab) to the question's Reply button.
+    kim.focus("#message-input")
+    tab_to(kim, "#messages li:last-child .reply-button", key="Shift+Tab")
+    kim.keyboard.press("Enter")
+    expect(kim.locator("#message-input")).to_be_focused()
+    expect(kim.locator("#composer-context")).to_contain_text("Replying to kim-guest")
+    kim.keyboard.type("the answer")
+    kim.keyboard.press("Enter")
+    answer = guest.locator("#messages > li[data-id]", has_text="the answer")
+    expect(answer.locator(".quote")).to_contain_text("a question for kim")
+
+    # React: the React button opens the picker on its first emoji; Escape closes it and gives
+    # the focus back; Enter on an emoji reacts.
+    kim.focus("#message-input")
+    tab_to(kim, "#messages li:nth-last-child(2) .react-button", key="Shift+Tab")
+    kim.keyboard.press("Enter")
+    expect(kim.locator("#emoji-picker .emoji-choice").first).to_be_focused()
+    kim.keyboard.press("Escape")
+    expect(kim.locator("#emoji-picker")).to_have_count(0)
+    expect(kim.locator("#messages li:nth-last-child(2) .react-button")).to_be_focused()
+    kim.keyboard.press("Enter")
+    kim.keyboard.press("Enter")
+    expect(question.locator(".reaction")).to_have_count(1)
+    expect(guest.locator(".reaction", has_text="👍")).to_have_count(1)
+
+    # Edit: Tab to Edit on an own message; Escape cancels, Enter saves.
+    kim.focus("#message-input")
+    tab_to(kim, "#messages li:last-child .edit-button", key="Shift+Tab")
+    kim.keyboard.press("Enter")
+    expect(kim.locator("#message-input")).to_have_value("the answer")
+    kim.keyboard.press("Escape")
+    expect(kim.locator("#composer-context")).to_be_hidden()
+    tab_to(kim, "#messages li:last-child .edit-button", key="Shift+Tab")
+    kim.keyboard.press("Enter")
+    kim.keyboard.press("End")
+    kim.keyboard.type(", **edited**")
+    kim.keyboard.press("Enter")
+    expect(guest.locator("#messages li:last-child .body strong")).to_have_text("edited")
+
+    # Delete: Enter opens the dialog on Cancel; Escape closes it back to the button; Tab to
+    # Delete and Enter deletes.
+    kim.focus("#message-input")
+    tab_to(kim, "#messages li:last-child .delete-button", key="Shift+Tab")
+    kim.keyboard.press("Enter")
+    expect(kim.locator("#delete-dialog")).to_be_visible()
+    kim.keyboard.press("Escape")
+    expect(kim.locator("#delete-dialog")).to_be_hidden()
+    expect(kim.locator("#messages li:last-child .delete-button")).to_be_focused()
+    kim.keyboard.press("Enter")
+    tab_to(kim, "#delete-dialog .danger-button")
+    kim.keyboard.press("Enter")
+    expect(guest.locator("#messages > li[data-id]", has_text="the answer")).to_have_count(0)
+    owner_context.close()
+    guest_context.close()
+
+
+def test_a_new_message_is_announced_politely_alone_not_the_whole_list(server, browser):
+    owner, owner_context = person(browser, server, "lea")
+    guest, guest_context = person(browser, server, "lea-guest")
+    path = room_create(owner, "Announcements")
+    lea = owner_context.new_page()
+    lea.goto(server.url + path)
+    expect(lea.locator("#status")).to_have_class(re.compile("status-open"))
+    # One polite region for new messages; the list itself is not live (it would re-read it).
+    assert lea.locator("#messages").get_attribute("aria-live") is None
+    announcer = lea.locator("#announcer")
+    expect(announcer).to_have_attribute("aria-live", "polite")
+
+    changes_send(
+        server.ws_url,
+        server.url,
+        path,
+        cookie_header(guest),
+        {"type": "message", "body": "first **news**"},
+        {"type": "message", "body": "second news"},
+    )
+    expect(announcer).to_have_text("lea-guest: second news")
+    # Lea's own message is not read back to her.
+    lea.locator("#message-input").fill("mine")
+    lea.locator("#message-input").press("Enter")
+    expect(lea.locator("#messages > li[data-id]", has_text="mine")).to_have_count(1)
+    expect(announcer).to_have_text("lea-guest: second news")
+    owner_context.close()
+    guest_context.close()
+
+
+def test_a_toast_never_covers_the_composer_at_phone_width(server, browser):
+    owner, owner_context = person(browser, server, "max", width="phone")
+    guest, guest_context = person(browser, server, "max-guest")
+    path = room_create(owner, "Toasts")
+    page = owner_context.new_page()
+    page.goto(server.url + path)
+    expect(page.locator("#status")).to_have_class(re.compile("status-open"))
+
+    changes_send(
+        server.ws_url,
+        server.url,
+        path,
+        cookie_header(guest),
+        *({"type": "message", "body": f"@max look at this, number {n}"} for n in range(3)),
+    )
+    toasts = page.locator(".notification-toast")
+    expect(toasts).to_have_count(3)
+    composer = page.locator("#composer").bounding_box()
+    for toast in toasts.all():
+        box = toast.bounding_box()
+        overlaps = (
+            box["x"] < composer["x"] + composer["width"]
+            and composer["x"] < box["x"] + box["width"]
+            and box["y"] < composer["y"] + composer["height"]
+            and composer["y"] < box["y"] + box["height"]
+        )
+        assert not overlaps, (box, composer)
+    owner_context.close()
+    guest_context.close()
+
+
+def test_the_dark_scheme_and_reduced_motion_are_respected(browser, site):
+    room = next(screen for screen in SCREENS if screen.name == "room with messages")
+    context, page = open_screen(browser, site, room, "desktop")
+    colours = "() => ['backgroundColor', 'color'].map(p => getComputedStyle(document.body)[p])"
+    light = page.evaluate(colours)
+    page.emulate_media(color_scheme="dark")
+    dark = page.evaluate(colours)
+    assert light == ["rgb(255, 255, 255)", "rgb(31, 35, 40)"]
+    assert dark != light
+    assert dark[0] == "rgb(13, 17, 23)"
+
+    # A quoted message is highlighted with an animation, unless motion is unwanted.
+    highlight = """() => {
+      const item = document.querySelector("#messages > li[data-id]");
+      item.classList.remove("highlight"); void item.offsetWidth; item.classList.add("highlight");
+      return getComputedStyle(item).animationName;
+    }"""
+    page.emulate_media(reduced_motion="no-preference")
+    assert page.evaluate(highlight) == "highlight"
+    page.emulate_media(reduced_motion="reduce")
+    assert page.evaluate(highlight) == "none"
+    context.close()
