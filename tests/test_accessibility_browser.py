@@ -6,8 +6,9 @@ composer (headless Chromium against the real server)."""
 import re
 from dataclasses import dataclass
 
+import httpx
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 from .support.axe import axe_install, axe_violations
 from .support.clients import changes_send
@@ -130,23 +131,46 @@ def tab_to(page, selector: str, key: str = "Tab", limit: int = 80) -> None:
     raise AssertionError(f"{selector} is not reachable with {key}")
 
 
-def person(browser, server: LiveServer, username: str, width: str = "desktop"):
-    client = signup(server.url, username)
-    width_px, height_px = WIDTHS[width]
-    context = browser.new_context(viewport={"width": width_px, "height": height_px})
-    context.add_cookies(
-        [{"name": k, "value": v, "url": server.url} for k, v in client.cookies.items()]
-    )
-    return client, context
+@dataclass
+class Pair:
+    """An owner on their room's page and a guest who can post there."""
+
+    page: Page
+    guest: httpx.Client
+    guest_context: BrowserContext
+    path: str
 
 
-def test_every_room_action_works_by_keyboard_alone_with_a_visible_focus_ring(server, browser):
-    owner, owner_context = person(browser, server, "kim")
-    _, guest_context = person(browser, server, "kim-guest")
-    path = room_create(owner, "Keyboard Room")
-    guest = guest_context.new_page()
+@pytest.fixture
+def pair(browser, server: LiveServer):
+    """Open a new room for an owner (``name``) and a guest; the contexts close at the end."""
+    contexts = []
+
+    def _pair(name: str, width: str = "desktop") -> Pair:
+        clients = [signup(server.url, name), signup(server.url, name + "-guest")]
+        for client in clients:
+            width_px, height_px = WIDTHS[width]
+            context = browser.new_context(viewport={"width": width_px, "height": height_px})
+            context.add_cookies(
+                [{"name": k, "value": v, "url": server.url} for k, v in client.cookies.items()]
+            )
+            contexts.append(context)
+        path = room_create(clients[0], name.title() + " Room")
+        page = contexts[-2].new_page()
+        page.goto(server.url + path)
+        expect(page.locator("#status")).to_have_class(re.compile("status-open"))
+        return Pair(page, clients[1], contexts[-1], path)
+
+    yield _pair
+    for context in contexts:
+        context.close()
+
+
+def test_every_room_action_works_by_keyboard_alone_with_a_visible_focus_ring(server, pair):
+    room = pair("kim")
+    kim, path = room.page, room.path
+    guest = room.guest_context.new_page()
     guest.goto(server.url + path)
-    kim = owner_context.new_page()
     kim.goto(server.url + "/rooms/")
 
     # Open a room: Tab to its link, Enter.
@@ -217,17 +241,11 @@ def test_every_room_action_works_by_keyboard_alone_with_a_visible_focus_ring(ser
     tab_to(kim, "#delete-dialog .danger-button")
     kim.keyboard.press("Enter")
     expect(guest.locator("#messages > li[data-id]", has_text="the answer")).to_have_count(0)
-    owner_context.close()
-    guest_context.close()
 
 
-def test_a_new_message_is_announced_politely_alone_not_the_whole_list(server, browser):
-    owner, owner_context = person(browser, server, "lea")
-    guest, guest_context = person(browser, server, "lea-guest")
-    path = room_create(owner, "Announcements")
-    lea = owner_context.new_page()
-    lea.goto(server.url + path)
-    expect(lea.locator("#status")).to_have_class(re.compile("status-open"))
+def test_a_new_message_is_announced_politely_alone_not_the_whole_list(server, pair):
+    room = pair("lea")
+    lea = room.page
     # One polite region for new messages; the list itself is not live (it would re-read it).
     assert lea.locator("#messages").get_attribute("aria-live") is None
     announcer = lea.locator("#announcer")
@@ -236,8 +254,8 @@ def test_a_new_message_is_announced_politely_alone_not_the_whole_list(server, br
     changes_send(
         server.ws_url,
         server.url,
-        path,
-        cookie_header(guest),
+        room.path,
+        cookie_header(room.guest),
         {"type": "message", "body": "first **news**"},
         {"type": "message", "body": "second news"},
     )
@@ -247,23 +265,17 @@ def test_a_new_message_is_announced_politely_alone_not_the_whole_list(server, br
     lea.locator("#message-input").press("Enter")
     expect(lea.locator("#messages > li[data-id]", has_text="mine")).to_have_count(1)
     expect(announcer).to_have_text("lea-guest: second news")
-    owner_context.close()
-    guest_context.close()
 
 
-def test_a_toast_never_covers_the_composer_at_phone_width(server, browser):
-    owner, owner_context = person(browser, server, "max", width="phone")
-    guest, guest_context = person(browser, server, "max-guest")
-    path = room_create(owner, "Toasts")
-    page = owner_context.new_page()
-    page.goto(server.url + path)
-    expect(page.locator("#status")).to_have_class(re.compile("status-open"))
+def test_a_toast_never_covers_the_composer_at_phone_width(server, pair):
+    room = pair("max", width="phone")
+    page = room.page
 
     changes_send(
         server.ws_url,
         server.url,
-        path,
-        cookie_header(guest),
+        room.path,
+        cookie_header(room.guest),
         *({"type": "message", "body": f"@max look at this, number {n}"} for n in range(3)),
     )
     toasts = page.locator(".notification-toast")
@@ -278,8 +290,6 @@ def test_a_toast_never_covers_the_composer_at_phone_width(server, browser):
             and composer["y"] < box["y"] + box["height"]
         )
         assert not overlaps, (box, composer)
-    owner_context.close()
-    guest_context.close()
 
 
 def test_the_dark_scheme_and_reduced_motion_are_respected(browser, site):
