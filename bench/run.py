@@ -160,10 +160,13 @@ def main(argv: list[str] | None = None) -> int:
             name, args.scenarios, timing, log_dir, time.monotonic() + share, args.quiet_wait
         )
     results["elapsed_s"] = time.monotonic() - begun
+    from . import formatting  # message formatting's cost, in this process (no server needed)
+
+    results["formatting"] = formatting.run()
 
     base = args.out / f"run-{stamp}"
     base.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    table = markdown(results)
+    table = markdown(results) + "\n" + formatting.markdown(results["formatting"])
     base.with_suffix(".md").write_text(table)
     plotted = plot(results, base.with_suffix(".png"))
     for suffix in (".json", ".md", ".png"):
