@@ -112,7 +112,9 @@ export function setSendState(item, text, failed) {
 }
 
 // What a formatted body may contain: the Markdown subset of rooms/formatting.py.
-const TAGS = new Set(["P", "BR", "STRONG", "EM", "S", "CODE", "PRE", "BLOCKQUOTE", "UL", "OL", "LI", "A"]);
+const TAGS = new Set([
+  "P", "BR", "STRONG", "EM", "S", "CODE", "PRE", "BLOCKQUOTE", "UL", "OL", "LI", "A",
+]);
 const SAFE_HREF = /^(https?|mailto):/i;
 
 /** ``html`` parsed inert, with anything outside the subset turned back into text. */
