@@ -6,7 +6,7 @@ from typing import Any
 
 from realtime.events import event_broadcast, frame_broadcast, room_group, user_group
 
-from .formatting import body_html
+from .formatting import body_html, body_text
 from .models import Message, Room
 
 EXCERPT_LENGTH = 100
@@ -17,10 +17,11 @@ def _iso(moment) -> str | None:
 
 
 def reply_payload(parent: Message | None) -> dict[str, Any] | None:
-    """What a reply shows of its parent: author, seq and a short excerpt."""
+    """What a reply shows of its parent: author, seq and a short excerpt of its text as shown
+    (plain text: "**done**" reads "done")."""
     if parent is None:
         return None
-    text = " ".join(parent.body.split())
+    text = body_text(parent.body)
     if len(text) > EXCERPT_LENGTH:
         text = text[: EXCERPT_LENGTH - 1] + "…"
     return {

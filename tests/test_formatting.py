@@ -182,3 +182,13 @@ def test_the_admin_shows_messages_formatted_and_sanitised(admin_client, room, al
     assert "<svg onload" not in listing
     detail = admin_client.get(f"/admin/rooms/message/{message.pk}/change/").content.decode()
     assert "<strong>admin</strong> &lt;svg onload=x&gt;" in detail
+
+
+@pytest.mark.django_db
+def test_a_reply_quotes_its_parent_as_shown_in_plain_text_on_every_path(client, room, alice):
+    parent, _ = services.message_post(room=room, author=alice, body="- **ship** `v2`\n- <b>now</b>")
+    reply, _ = services.message_post(room=room, author=alice, body="ok", reply_to=parent)
+    assert message_payload(reply)["reply"]["excerpt"] == "ship v2 <b>now</b>"
+    client.force_login(alice)
+    page = client.get(room.get_absolute_url()).content.decode()
+    assert '<span class="quote-text">ship v2 &lt;b&gt;now&lt;/b&gt;</span>' in page

@@ -188,12 +188,22 @@ def test_the_markdown_subset_shows_the_same_live_and_after_reload(server, browse
 
     check(page)
     check(writer)
+    # A reply quotes the text as shown, plain, in the composer and in the quote everyone sees.
+    shown = "bold italic code see https://example.com/x quoted one two"
+    page.locator("#messages > li[data-id]").last.get_by_role("button", name="Reply").click()
+    expect(page.locator("#composer-context-text")).to_have_text("Replying to writer: " + shown)
+    page.keyboard.type("agreed")
+    page.keyboard.press("Enter")
+    for each in (page, writer):
+        expect(each.locator("#messages > li[data-id] .quote-text")).to_have_text(shown)
     # Editing starts from the text the author wrote, not from what it renders to.
-    writer.locator("#messages > li[data-id]").last.get_by_role("button", name="Edit").click()
+    writer.locator("#messages > li[data-id]").first.get_by_role("button", name="Edit").click()
     expect(writer.locator("#message-input")).to_have_value(body)
     writer.fill("#message-input", "now ~~struck~~")
     writer.press("#message-input", "Enter")
     expect(page.locator("#messages > li[data-id] .body s")).to_have_text("struck")
+    expect(page.locator(".quote-text")).to_have_text("now struck")
     page.reload()
     expect(page.locator("#messages > li[data-id] .body s")).to_have_text("struck")
-    expect(page.locator("#messages > li[data-id] .edited")).to_be_visible()
+    expect(page.locator("#messages > li[data-id] .edited").first).to_be_visible()
+    expect(page.locator(".quote-text")).to_have_text("now struck")

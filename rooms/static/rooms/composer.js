@@ -55,7 +55,7 @@ export function createComposer({ ctx, list, outbox, room, maxLength, scrollToEnd
       id: Number(item.dataset.id),
       seq: Number(item.dataset.seq),
       user: item.dataset.author,
-      excerpt: view.excerpt(view.bodyOf(item)),
+      excerpt: view.excerpt(item.querySelector(".body").textContent),
       deleted: false,
     };
     setMode({ kind: "reply", reply: reply });

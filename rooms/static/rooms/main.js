@@ -76,7 +76,7 @@ function edited(change) {
   if (!item) return;
   view.setBody(item, change);
   for (const quote of view.quotesOf(list, change.id)) {
-    if (!quote.classList.contains("quote-deleted")) view.setQuote(quote, view.excerpt(change.body));
+    if (!quote.classList.contains("quote-deleted")) view.setQuote(quote, view.excerpt(view.plainText(change.html)));
   }
 }
 

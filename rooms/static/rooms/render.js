@@ -4,7 +4,7 @@
 // This module knows the page's markup (rooms/templates/room/detail.html), not the wire.
 
 export const EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
-const EXCERPT_LENGTH = 100; // as rooms/events.py cuts a reply's excerpt
+const EXCERPT_LENGTH = 100; // as rooms/events.py cuts a reply's excerpt of the shown text
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -147,6 +147,11 @@ export function setBody(item, { body, html, edited }) {
   const mark = item.querySelector(".edited");
   mark.hidden = !edited;
   if (edited) mark.title = "Edited " + new Date(edited).toLocaleString();
+}
+
+/** The text that ``html`` shows (what a reply quotes), before it is cut to an excerpt. */
+export function plainText(html) {
+  return safeFragment(html).textContent;
 }
 
 /** The text the user wrote (a pending message holds it as its text). */
