@@ -185,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.search:
         results["search"] = search_bench.run(log_dir)
     results["elapsed_s"] = time.monotonic() - begun
+    from . import formatting  # message formatting's cost, in this process (no server needed)
+
+    results["formatting"] = formatting.run()
 
     base = args.out / f"run-{stamp}"
     base.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
@@ -192,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.navigation:
         table += "\n## Navigation\n\n" + navigation.markdown(results["navigation"])
     table += search_bench.markdown(results.get("search", {}))
+    table += "\n" + formatting.markdown(results["formatting"])
     base.with_suffix(".md").write_text(table)
     plotted = plot(results, base.with_suffix(".png"))
     for suffix in (".json", ".md", ".png"):

@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from rooms.formatting import body_text
 from rooms.models import Membership, Message, Room
 
 from . import events, selectors
@@ -253,7 +254,8 @@ def mentions_notify(message: Message) -> NotifyResult | None:
     )
     if not mentioned:
         return None
-    body = " ".join(message.body.split())
+    # What the room shows of the message, as text: "**done**" reads "done" here too.
+    body = body_text(message.body)
     if len(body) > EXCERPT_LENGTH:
         body = body[: EXCERPT_LENGTH - 1] + "…"
     return notify(

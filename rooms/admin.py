@@ -1,6 +1,8 @@
 from django.contrib import admin, messages
+from django.utils.safestring import SafeString, mark_safe
 
 from . import services
+from .formatting import body_html
 from .models import Membership, Message, Reaction, Room
 
 
@@ -22,7 +24,8 @@ class RoomAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["room", "seq", "author", "created", "edited", "deleted", "body"]
+    list_display = ["room", "seq", "author", "created", "edited", "deleted", "formatted"]
+    readonly_fields = ["formatted"]
     list_filter = ["room__kind"]
     search_fields = ["body", "author__username"]
     raw_id_fields = ["author", "reply_to"]
@@ -36,6 +39,11 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="message")
+    def formatted(self, message: Message) -> SafeString:
+        """The body as the room shows it (sanitised by rooms.formatting, so safe as markup)."""
+        return mark_safe(body_html(message.body))
 
     @admin.action(description="Delete the selected messages for everyone")
     def delete_for_everyone(self, request, queryset) -> None:

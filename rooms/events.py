@@ -6,6 +6,7 @@ from typing import Any
 
 from realtime.events import event_broadcast, frame_broadcast, room_group, user_group
 
+from .formatting import body_html, body_text
 from .models import Message, Room
 
 EXCERPT_LENGTH = 100
@@ -16,10 +17,11 @@ def _iso(moment) -> str | None:
 
 
 def reply_payload(parent: Message | None) -> dict[str, Any] | None:
-    """What a reply shows of its parent: author, seq and a short excerpt."""
+    """What a reply shows of its parent: author, seq and a short excerpt of its text as shown
+    (plain text: "**done**" reads "done")."""
     if parent is None:
         return None
-    text = " ".join(parent.body.split())
+    text = body_text(parent.body)
     if len(text) > EXCERPT_LENGTH:
         text = text[: EXCERPT_LENGTH - 1] + "…"
     return {
@@ -43,6 +45,7 @@ def message_payload(
         "room": message.room.slug,
         "user": message.author.get_username(),
         "body": message.body,
+        "html": body_html(message.body),
         "created": _iso(message.created),
         "client_id": message.client_id,
         "reply_to": message.reply_to_id,
@@ -58,6 +61,7 @@ def edited_payload(message: Message) -> dict[str, Any]:
         "id": message.pk,
         "seq": message.changed_seq,
         "body": message.body,
+        "html": body_html(message.body),
         "edited": _iso(message.edited),
     }
 

@@ -77,7 +77,7 @@ def main() -> None:
                 context.add_cookies(cookies)
                 page = context.new_page()
                 page.goto(server.url + general)
-                page.wait_for_selector("#status.status-connected, .status-connected", timeout=10_000)
+                page.wait_for_selector("#status.status-open", timeout=10_000)
                 page.wait_for_timeout(500)
                 page.screenshot(path=str(DOCS / name))
                 if width < 600:

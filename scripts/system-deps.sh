@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian programs the tests start (Chromium, Redis, PostgreSQL, nginx) when they
+# Installs the Debian programs the tests start (Chromium, Redis, PostgreSQL, nginx, npm) when they
 # are missing and we are root on Debian; elsewhere it only says which are missing, and the
 # tests that need them are skipped with the package name (a failure when CI=true).
 set -euo pipefail
@@ -9,6 +9,7 @@ command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chr
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v npm >/dev/null 2>&1 || missing+=(npm)  # installs axe-core for the accessibility tests
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

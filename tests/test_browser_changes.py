@@ -181,7 +181,7 @@ def test_reactions_toggle_live_for_everyone_by_mouse_and_keyboard(server, open_a
         expect(message(page, "lunch at noon?")).to_have_count(1)
 
     # Alice reacts with the keyboard: the React button opens the picker, Enter picks 👍.
-    react = message(alice, "lunch at noon?").get_by_role("button", name="Add a reaction")
+    react = message(alice, "lunch at noon?").get_by_role("button", name="React with an emoji")
     react.focus()
     alice.keyboard.press("Enter")
     expect(alice.get_by_role("button", name="React with 👍")).to_be_focused()
@@ -200,7 +200,7 @@ def test_reactions_toggle_live_for_everyone_by_mouse_and_keyboard(server, open_a
 
     # Bob clicks the chip to add his; a second emoji from the picker gets its own chip.
     message(bob, "lunch at noon?").locator(".reaction").click()
-    message(bob, "lunch at noon?").get_by_role("button", name="Add a reaction").click()
+    message(bob, "lunch at noon?").get_by_role("button", name="React with an emoji").click()
     bob.get_by_role("button", name="React with 🎉").click()
     for page in (alice, alice_tab, bob):
         chips = message(page, "lunch at noon?").locator(".reaction")

@@ -171,6 +171,7 @@ async def test_edit_is_sent_to_every_socket_with_its_own_seq(connect, alice, bob
             "id": message["id"],
             "seq": 2,
             "body": "hello",
+            "html": "<p>hello</p>",
             "edited": frame["edited"],
         }
         assert frame["edited"].endswith("Z")

@@ -38,6 +38,8 @@ async def test_message_is_stored_then_sent_to_every_socket_in_the_room_sender_in
             "room": room.slug,
             "user": "alice",
             "body": "hello <b>bob</b>",
+            # The text as written, and as shown: Markdown rendered, raw HTML escaped.
+            "html": "<p>hello &lt;b&gt;bob&lt;/b&gt;</p>",
             "created": frame["created"],
             "client_id": None,
             "reply_to": None,

@@ -249,3 +249,23 @@ class RecordedSocket:
         await self.ws.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.reader, 10)
+
+
+CHANGE_ANSWERS = {"message", "message.edited", "message.deleted", "reactions", "error"}
+
+
+def changes_send(ws_base: str, origin: str, path: str, cookie: str, *frames: dict) -> list[dict]:
+    """Send change frames over one real room socket, each after the previous one's answer;
+    returns the answers (the broadcast frame, or an error frame for a refused change)."""
+    from websockets.sync.client import connect
+
+    answers = []
+    with connect(
+        f"{ws_base}/ws{path}", additional_headers={"Cookie": cookie}, origin=origin
+    ) as socket:
+        for frame in frames:
+            socket.send(json.dumps(frame))
+            while (answer := json.loads(socket.recv(timeout=20)))["type"] not in CHANGE_ANSWERS:
+                pass
+            answers.append(answer)
+    return answers

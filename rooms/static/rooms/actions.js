@@ -53,9 +53,7 @@ export function bindActions({ ctx, list, composer, room }) {
       return;
     }
     deleting = { id: id, opener: opener };
-    document.getElementById("delete-dialog-text").textContent = view.excerpt(
-      item.querySelector(".body").textContent,
-    );
+    document.getElementById("delete-dialog-text").textContent = view.excerpt(view.bodyOf(item));
     dialog.returnValue = "";
     dialog.showModal();
   }
@@ -68,6 +66,9 @@ export function bindActions({ ctx, list, composer, room }) {
 
   if (dialog) {
     dialog.addEventListener("close", function () {
+      // "close" is queued: a quick Escape then Enter on Delete can open the dialog again
+      // before the first close arrives. That stale event must not consume the new question.
+      if (dialog.open) return;
       const asked = deleting;
       deleting = null;
       if (!asked) return;

@@ -1,5 +1,6 @@
 // The composer: sending (through the outbox), replying and editing, with the keyboard
-// shortcuts (Up edits your last message, Escape cancels).
+// shortcuts (Enter sends, Shift+Enter is a new line, Up edits your last message, Escape
+// cancels).
 
 import { newClientId } from "./outbox.js";
 import * as view from "./render.js";
@@ -48,17 +49,13 @@ export function createComposer({ ctx, list, outbox, room, maxLength, scrollToEnd
     }
   }
 
-  function bodyOf(item) {
-    return item.querySelector(".body").textContent;
-  }
-
   function startReply(item) {
     if (mode && mode.kind === "edit") cancel();
     const reply = {
       id: Number(item.dataset.id),
       seq: Number(item.dataset.seq),
       user: item.dataset.author,
-      excerpt: view.excerpt(bodyOf(item)),
+      excerpt: view.excerpt(item.querySelector(".body").textContent),
       deleted: false,
     };
     setMode({ kind: "reply", reply: reply });
@@ -68,7 +65,7 @@ export function createComposer({ ctx, list, outbox, room, maxLength, scrollToEnd
   function startEdit(item) {
     if (!mode || mode.kind !== "edit") draft = input.value;
     setMode({ kind: "edit", id: Number(item.dataset.id) });
-    input.value = bodyOf(item);
+    input.value = view.bodyOf(item);
     input.focus();
     input.setSelectionRange(input.value.length, input.value.length);
   }
@@ -130,7 +127,7 @@ export function createComposer({ ctx, list, outbox, room, maxLength, scrollToEnd
       showError("That message is no longer here.");
       return;
     }
-    if (bodyOf(item) !== body && !(room() && room().edit(id, body))) {
+    if (view.bodyOf(item) !== body && !(room() && room().edit(id, body))) {
       showError("Not connected: the edit is not saved. Try again once connected.");
       return;
     }
@@ -157,7 +154,11 @@ export function createComposer({ ctx, list, outbox, room, maxLength, scrollToEnd
   });
 
   input.addEventListener("keydown", function (event) {
-    if (event.key === "Escape" && mode) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      // Enter sends, as in a one-line box; Shift+Enter writes the new line Markdown needs.
+      event.preventDefault();
+      form.requestSubmit();
+    } else if (event.key === "Escape" && mode) {
       event.preventDefault();
       cancel();
     } else if (event.key === "ArrowUp" && !input.value && (!mode || mode.kind !== "edit")) {

@@ -13,6 +13,7 @@ import { roomSocket } from "./socket.js";
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const list = document.getElementById("messages");
 const status = document.getElementById("status");
+const announcer = document.getElementById("announcer");
 const ctx = { username: config.username, canModerate: Boolean(config.isOwner || config.isStaff) };
 const outbox = new Outbox(config.slug);
 let room = null;
@@ -68,7 +69,7 @@ function upsert(msg) {
   }
   const item = view.findById(list, msg.id);
   if (item) {
-    view.setBody(item, msg.body, msg.edited);
+    view.setBody(item, msg);
     view.setReactions(item, msg.reactions, config.username);
     const quote = item.querySelector(".quote");
     if (quote && msg.reply) view.setQuote(quote, msg.reply.deleted ? null : msg.reply.excerpt);
@@ -76,8 +77,17 @@ function upsert(msg) {
   }
   if (!pages.takesLive(msg)) return; // the page shows the past: a newer page brings it
   const stick = isNearBottom() || msg.user === config.username;
-  view.insertBySeq(list, view.messageNode(msg, ctx));
+  const node = view.messageNode(msg, ctx);
+  view.insertBySeq(list, node);
   if (stick) scrollToEnd();
+  if (msg.user !== config.username) {
+    announce(msg.user + ": " + node.querySelector(".body").textContent);
+  }
+}
+
+/** Say a new message to screen readers, once: the region holds only the latest one. */
+function announce(text) {
+  announcer.textContent = text.split(/\s+/).filter(Boolean).join(" ");
 }
 
 function edited(change) {
@@ -86,9 +96,9 @@ function edited(change) {
     pages.noteEdit(change);
     return;
   }
-  view.setBody(item, change.body, change.edited);
+  view.setBody(item, change);
   for (const quote of view.quotesOf(list, change.id)) {
-    if (!quote.classList.contains("quote-deleted")) view.setQuote(quote, view.excerpt(change.body));
+    if (!quote.classList.contains("quote-deleted")) view.setQuote(quote, view.excerpt(view.plainText(change.html)));
   }
 }
 

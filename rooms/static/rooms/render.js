@@ -1,8 +1,10 @@
-// Message nodes: building and updating them. Text is only ever set with textContent; this
-// module knows the page's markup (rooms/templates/room/detail.html), not the wire.
+// Message nodes: building and updating them. Text is only ever set with textContent; the one
+// exception is a message's formatted body, the ``html`` the server rendered and sanitised
+// (rooms/formatting.py), parsed in an inert <template> and checked again by ``safeFragment``.
+// This module knows the page's markup (rooms/templates/room/detail.html), not the wire.
 
 export const EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
-const EXCERPT_LENGTH = 100; // as rooms/events.py cuts a reply's excerpt
+const EXCERPT_LENGTH = 100; // as rooms/events.py cuts a reply's excerpt of the shown text
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -68,14 +70,14 @@ export function messageNode(msg, ctx) {
   item.classList.toggle("own", msg.user === ctx.username);
   const time = element("time", "", timeLabel(msg.created));
   time.dateTime = msg.created;
-  const meta = element("span", "meta");
-  meta.append(authorNode(msg.user, ctx), " ", time);
-  item.append(meta, " ");
-  if (msg.reply) item.append(quoteNode(msg.reply));
   const edited = element("span", "edited", "(edited)");
   edited.hidden = true;
-  item.append(element("span", "body", msg.body), " ", edited, element("span", "reactions"));
-  setBody(item, msg.body, msg.edited);
+  const meta = element("span", "meta");
+  meta.append(authorNode(msg.user, ctx), " ", time, " ", edited);
+  item.append(meta, " ");
+  if (msg.reply) item.append(quoteNode(msg.reply));
+  item.append(element("div", "body"), element("span", "reactions"));
+  setBody(item, msg);
   setReactions(item, msg.reactions, ctx.username);
   decorate(item, ctx);
   return item;
@@ -89,7 +91,7 @@ export function pendingNode(entry, ctx) {
   meta.append(element("span", "author", ctx.username), " ", element("span", "send-state"));
   item.append(meta, " ");
   if (entry.reply) item.append(quoteNode(entry.reply));
-  item.append(element("span", "body", entry.body));
+  item.append(element("div", "body", entry.body));
   return item;
 }
 
@@ -109,11 +111,53 @@ export function setSendState(item, text, failed) {
   }
 }
 
-export function setBody(item, body, edited) {
-  item.querySelector(".body").textContent = body;
+// What a formatted body may contain: the Markdown subset of rooms/formatting.py.
+const TAGS = new Set([
+  "P", "BR", "STRONG", "EM", "S", "CODE", "PRE", "BLOCKQUOTE", "UL", "OL", "LI", "A",
+]);
+const SAFE_HREF = /^(https?|mailto):/i;
+
+/** ``html`` parsed inert, with anything outside the subset turned back into text. */
+function safeFragment(html) {
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  for (const node of [...template.content.querySelectorAll("*")]) {
+    if (!TAGS.has(node.tagName)) {
+      node.replaceWith(document.createTextNode(node.textContent));
+      continue;
+    }
+    for (const name of node.getAttributeNames()) {
+      const keep =
+        (name === "href" && SAFE_HREF.test(node.getAttribute(name))) ||
+        name === "rel" ||
+        name === "start";
+      if (!keep) node.removeAttribute(name);
+    }
+  }
+  return template.content;
+}
+
+/** Show a stored message's body ({body, html, edited}); the text the user wrote stays on the
+ * node (``bodyOf``) for editing, replies and the delete dialog. */
+export function setBody(item, { body, html, edited }) {
+  const box = item.querySelector(".body");
+  box.dataset.body = body;
+  if (html) box.replaceChildren(safeFragment(html));
+  else box.textContent = body;
   const mark = item.querySelector(".edited");
   mark.hidden = !edited;
   if (edited) mark.title = "Edited " + new Date(edited).toLocaleString();
+}
+
+/** The text that ``html`` shows (what a reply quotes), before it is cut to an excerpt. */
+export function plainText(html) {
+  return safeFragment(html).textContent;
+}
+
+/** The text the user wrote (a pending message holds it as its text). */
+export function bodyOf(item) {
+  const box = item.querySelector(".body");
+  return box.dataset.body ?? box.textContent;
 }
 
 /** Replace a message's reaction chips with ``state`` ({emoji: [username, ...]}). */
@@ -150,7 +194,7 @@ export function decorate(item, ctx) {
   const bar = element("span", "actions");
   bar.setAttribute("role", "group");
   bar.setAttribute("aria-label", "Message actions");
-  const react = button("react-button", "React", "Add a reaction");
+  const react = button("react-button", "React", "React with an emoji");
   react.setAttribute("aria-expanded", "false");
   bar.append(button("reply-button", "Reply"), react);
   if (own) bar.append(button("edit-button", "Edit"));

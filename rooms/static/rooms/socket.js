@@ -15,6 +15,7 @@ function toMessage(frame) {
     seq: frame.seq,
     user: frame.user,
     body: frame.body,
+    html: frame.html || "",
     created: frame.created,
     clientId: frame.client_id || null,
     replyTo: frame.reply_to ?? null,
@@ -26,7 +27,7 @@ function toMessage(frame) {
 
 /**
  * Open the room socket and keep it open. ``on`` receives: state(state, text), ready() once a
- * (re)connect has caught up, message(msg), edited({id, body, edited}), deleted(id),
+ * (re)connect has caught up, message(msg), edited({id, body, html, edited}), deleted(id),
  * reactions(id, state), history({before|after, messages: [msg], more}) and
  * error({code, detail, request}).
  */
@@ -84,7 +85,7 @@ export function roomSocket({ slug, lastSeq, on }) {
         note(frame.seq);
         break;
       case "message.edited":
-        on.edited({ id: frame.id, body: frame.body, edited: frame.edited });
+        on.edited({ id: frame.id, body: frame.body, html: frame.html || "", edited: frame.edited });
         note(frame.seq);
         break;
       case "message.deleted":
