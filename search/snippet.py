@@ -3,11 +3,17 @@
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from rooms.formatting import body_text
+
 from .backends import MARK_CLOSE, MARK_OPEN
 
 
 def snippet_html(text: str) -> SafeString:
-    """``text`` escaped, with its highlighted words in ``<mark>``.
+    """``text`` as the message reads (``body_text``: ``**bold**`` reads "bold", as on every
+    other path that quotes a message), escaped, with its highlighted words in ``<mark>``.
+
+    The sentinels are plain characters to the Markdown renderer and the sanitiser, so they
+    come through rendering where the words are.
 
     Everything a user wrote is escaped before any tag is added, so a ``<script>`` in a message
     stays text. A sentinel typed in the message itself can at worst move a highlight: tags are
@@ -15,7 +21,7 @@ def snippet_html(text: str) -> SafeString:
     """
     out: list[str] = []
     open_ = False
-    for char in escape(text):
+    for char in escape(body_text(text)):
         if char == MARK_OPEN:
             if not open_:
                 out.append("<mark>")

@@ -182,6 +182,15 @@ def test_snippet_marks_the_matched_words_and_escapes_the_text(search_db):
     assert "&lt;script&gt;" in hit.snippet and "&amp;" in hit.snippet
 
 
+def test_snippet_reads_as_the_message_is_shown_not_as_its_markdown(search_db):
+    alice, room = general()
+    say(room, alice, "> the plan\n\nThe **v2.3 deployment** is at `14:00`, see https://x.test/a")
+    snippet = str(message_search(user=alice, text="deplo").hits[0].snippet)
+    assert "<mark>deployment</mark>" in snippet
+    assert "**" not in snippet and "`" not in snippet and "&gt;" not in snippet
+    assert "plan" in snippet and "14:00" in snippet
+
+
 def test_snippet_of_a_long_message_is_an_excerpt_around_the_match(search_db):
     alice, room = general()
     filler = " ".join(f"word{i}" for i in range(200))
