@@ -14,6 +14,7 @@ from django.conf import settings
 from . import eager
 from .events import frame_dumps
 from .hub import get_hub
+from .presence import get_presence
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class HubConsumer(AsyncWebsocketConsumer):
     """
 
     groups_joined: list[str]
+    user_id: int | None = None
+    presence_counted = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Serve one socket: ``AsyncConsumer.__call__`` without a channel of its own.
@@ -112,6 +115,11 @@ class HubConsumer(AsyncWebsocketConsumer):
         if not self.user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return False
+        # The hub skips this socket for its own user's ephemeral frames (typing).
+        self.user_id = self.user.pk
+        # Every open socket of a logged-in user makes them online (realtime.presence).
+        get_presence().user_open(self.user.pk, self.user.get_username())
+        self.presence_counted = True
         return True
 
     async def join(self, group: str) -> None:
@@ -251,6 +259,9 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes: leave the hub and stop writing."""
         self.closing = True
+        if self.presence_counted:
+            self.presence_counted = False
+            get_presence().user_close(self.user_id)
         hub = get_hub()
         for group in self.groups_joined:
             await hub.unsubscribe(group, self)

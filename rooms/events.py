@@ -4,7 +4,13 @@ functions, so they cannot disagree."""
 
 from typing import Any
 
-from realtime.events import event_broadcast, frame_broadcast, room_group, user_group
+from realtime.events import (
+    event_broadcast,
+    frame_broadcast,
+    frame_send_now,
+    room_group,
+    user_group,
+)
 
 from .models import Message, Room
 
@@ -128,3 +134,9 @@ def member_removed(room: Room, user: Any, seq: int) -> None:
     """
     payload = {"type": "member.removed", "seq": seq, "room": room.slug, "user": user.get_username()}
     frame_broadcast(room_group(room.pk), payload, seq=seq, revoke=user.pk)
+
+
+def typing(room: Room, user: Any) -> None:
+    """Tell the room's other users' sockets that ``user`` is typing (not the typist's own)."""
+    payload = {"type": "typing", "user": user.get_username()}
+    frame_send_now(room_group(room.pk), payload, skip_user=user.pk)

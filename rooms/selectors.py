@@ -155,3 +155,19 @@ def message_in_room(*, room: Room, message_id: Any) -> Message | None:
     if not 0 < message_id < 2**63:  # beyond the database's integers: no such message
         return None
     return Message.objects.filter(room=room, pk=message_id).select_related("author").first()
+
+
+def room_members_among(
+    *, room_ids: list[int], user_ids: list[int], chunk: int = 5000
+) -> dict[int, set[int]]:
+    """For each room, which of ``user_ids`` are its members (presence: who of those online)."""
+    found: dict[int, set[int]] = {room_id: set() for room_id in room_ids}
+    if not room_ids or not user_ids:
+        return found
+    for start in range(0, len(user_ids), chunk):
+        pairs = Membership.objects.filter(
+            room_id__in=room_ids, user_id__in=user_ids[start : start + chunk]
+        ).values_list("room_id", "user_id")
+        for room_id, user_id in pairs:
+            found[room_id].add(user_id)
+    return found

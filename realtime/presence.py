@@ -1,0 +1,353 @@
+"""Who is online: each worker counts its own sockets per user and shares them with expiry.
+
+Online means at least one open socket of the user anywhere in the deployment. A worker keeps
+the count of its sockets per user; once a second (``TICK``) its ticker writes what changed to
+the worker's own entry in the store, reads the online users of every live worker, and, for each
+room with sockets here, computes the room's online members: a ``presence`` frame, serialised
+once, goes to the room's local sockets when that list changed. The work is per room per second
+per worker, never per socket event, so a busy room costs one frame a second whatever its churn.
+
+Stores (``store_create``): in the process on the embedded default; on Redis (``REDIS_URL``) a
+hash per worker (user id → username) whose key expires, and a sorted set of live workers scored
+by the time their entries go stale. Each worker renews both every ``CHAT_PRESENCE_REFRESH``
+seconds; a worker killed with SIGKILL stops renewing, so its users drop out after at most
+``CHAT_PRESENCE_EXPIRY`` seconds while their sockets on other workers keep them online.
+"""
+
+import asyncio
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+import weakref
+from typing import Any, Protocol
+
+from channels.db import DatabaseSyncToAsync
+from django.conf import settings
+
+from .events import frame_dumps
+
+logger = logging.getLogger(__name__)
+
+# At most one presence frame per room per second, and the ticker's period.
+TICK = 1.0
+# Room membership (who may appear in a room's list) is read again at least this often, even when
+# nobody came or went: someone added to a private room while online shows up by then.
+MEMBERS_EVERY = 10.0
+# Online users are looked up in the database this many at a time (SQLite's variable limit).
+QUERY_CHUNK = 5000
+
+
+class Subscriber(Protocol):
+    def deliver_frame(self, frame: str, seq: int | None) -> None: ...
+
+
+class MemoryStore:
+    """The embedded default: this process is the whole deployment."""
+
+    async def sync(
+        self, local: dict[int, str], added: dict[int, str], removed: set[int], bump: bool
+    ) -> None:
+        """Nothing to share with anyone."""
+
+    async def online(self, local: dict[int, str]) -> tuple[Any, dict[int, str]]:
+        """Every online user: this process's own."""
+        return None, local
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class RedisStore:
+    """Presence in Redis: one expiring hash per worker and a sorted set of live workers."""
+
+    def __init__(self, refresh: float, expiry: float) -> None:
+        from redis.asyncio import Redis
+
+        from .layers import pool_create
+
+        pool = pool_create({"address": settings.REDIS_URL, **settings.REDIS_CONNECTION})
+        self.redis = Redis(connection_pool=pool)
+        self.refresh = refresh
+        self.expiry = expiry
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        prefix = f"{settings.REDIS_PREFIX}:presence"
+        self.workers_key = f"{prefix}:workers"
+        self.version_key = f"{prefix}:version"
+        self.hash_prefix = f"{prefix}:w:"
+        self.mine = self.hash_prefix + self.worker
+        self.renewed = 0.0
+        self.seen: Any = None
+        self.cached: dict[int, str] = {}
+
+    async def sync(
+        self, local: dict[int, str], added: dict[int, str], removed: set[int], bump: bool
+    ) -> None:
+        """Write this worker's changes; renew (rewrite) its whole entry when it is due.
+
+        ``bump``: something here changed a room's list (a socket entered or left a room) even if
+        no user came or went, so the other workers must read again.
+        """
+        now = time.time()
+        renew = now - self.renewed >= self.refresh
+        if not (renew or added or removed or bump):
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        if renew:
+            # A full rewrite: a Redis that restarted since the last renewal has it all again.
+            pipe.delete(self.mine)
+            if local:
+                pipe.hset(self.mine, mapping={str(k): v for k, v in local.items()})
+            pipe.zadd(self.workers_key, {self.worker: now + self.expiry})
+            pipe.zremrangebyscore(self.workers_key, "-inf", now)
+        else:
+            if removed:
+                pipe.hdel(self.mine, *(str(k) for k in removed))
+            if added:
+                pipe.hset(self.mine, mapping={str(k): v for k, v in added.items()})
+        pipe.pexpire(self.mine, math.ceil(self.expiry * 1000))
+        # Tells the other workers to read the hashes again.
+        pipe.incr(self.version_key)
+        await pipe.execute()
+        if renew:
+            self.renewed = now
+
+    async def online(self, local: dict[int, str]) -> tuple[Any, dict[int, str]]:
+        """Every online user of every live worker: re-read only when something changed."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.version_key)
+        pipe.zrangebyscore(self.workers_key, time.time(), "+inf")
+        version, workers = await pipe.execute()
+        # A worker whose entries went stale leaves the set without touching the version.
+        key = (version, tuple(sorted(workers)))
+        if key == self.seen:
+            return key, self.cached
+        pipe = self.redis.pipeline(transaction=False)
+        for worker in workers:
+            pipe.hgetall(self.hash_prefix + worker.decode())
+        online: dict[int, str] = {}
+        for entries in await pipe.execute():
+            for user_id, username in entries.items():
+                online[int(user_id)] = username.decode()
+        self.seen, self.cached = key, online
+        return key, online
+
+    async def close(self) -> None:
+        """Remove this worker's entries (a clean shutdown; a killed worker's expire)."""
+        try:
+            await self.redis.zrem(self.workers_key, self.worker)
+            await self.redis.delete(self.mine)
+            await self.redis.incr(self.version_key)
+        finally:
+            await self.redis.aclose()
+
+
+def store_create() -> MemoryStore | RedisStore:
+    """Redis when the deployment has it (several processes), else this process."""
+    if getattr(settings, "REDIS_URL", ""):
+        return RedisStore(settings.CHAT_PRESENCE_REFRESH, settings.CHAT_PRESENCE_EXPIRY)
+    return MemoryStore()
+
+
+def _members_online(room_ids: list[int], user_ids: list[int]) -> dict[int, set[int]]:
+    """Which of ``user_ids`` are members of each of ``room_ids``."""
+    from rooms.selectors import room_members_among
+
+    return room_members_among(room_ids=room_ids, user_ids=user_ids, chunk=QUERY_CHUNK)
+
+
+# Off the database thread that stores messages (thread_sensitive=False): a presence query must
+# never hold a message back.
+_members_online_async = DatabaseSyncToAsync(_members_online, thread_sensitive=False)
+
+
+class RoomView:
+    """One room as this worker sees it: its local sockets and the last list they got."""
+
+    __slots__ = ("count", "frame", "members", "sent_at", "slug", "sockets", "visitors")
+
+    def __init__(self, slug: str) -> None:
+        self.slug = slug
+        self.sockets: set[Subscriber] = set()
+        self.visitors: dict[int, int] = {}  # user id → sockets of theirs here (they may read it)
+        self.members: set[int] = set()  # online users who are members, as last read
+        self.frame: str | None = None
+        self.count = 0
+        self.sent_at = -math.inf
+
+
+class Presence:
+    """The presence bookkeeping of one event loop (one worker process)."""
+
+    def __init__(self) -> None:
+        self.store = store_create()
+        self.sockets: dict[int, int] = {}  # user id → open sockets here
+        self.local: dict[int, str] = {}  # user id → username, for users with a socket here
+        self.added: dict[int, str] = {}
+        self.removed: set[int] = set()
+        self.rooms: dict[int, RoomView] = {}
+        self.online: dict[int, str] = {}
+        self.online_key: Any = object()
+        self.dirty = True
+        self.members_read = -math.inf
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.ticks = 0  # for tests
+
+    def _start(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="presence")
+
+    def user_open(self, user_id: int, username: str) -> None:
+        """A socket of this user opened here."""
+        self._start()
+        count = self.sockets.get(user_id, 0)
+        self.sockets[user_id] = count + 1
+        if count == 0:
+            self.local[user_id] = username
+            self.removed.discard(user_id)
+            self.added[user_id] = username
+            self.dirty = True
+
+    def user_close(self, user_id: int) -> None:
+        """A socket of this user closed here; they stay online while any other is open."""
+        count = self.sockets.get(user_id, 0) - 1
+        if count > 0:
+            self.sockets[user_id] = count
+            return
+        self.sockets.pop(user_id, None)
+        if self.local.pop(user_id, None) is not None:
+            self.added.pop(user_id, None)
+            self.removed.add(user_id)
+            self.dirty = True
+
+    def room_enter(
+        self, room_id: int, slug: str, user_id: int, subscriber: Subscriber | None
+    ) -> None:
+        """A socket of ``user_id`` joined a room; a ``subscriber`` gets the room's list now and
+        every change of it (a socket that did not ask for presence passes None)."""
+        self._start()
+        view = self.rooms.get(room_id)
+        if view is None:
+            view = self.rooms[room_id] = RoomView(slug)
+        view.visitors[user_id] = view.visitors.get(user_id, 0) + 1
+        self.dirty = True
+        if subscriber is None:
+            return
+        view.sockets.add(subscriber)
+        if view.frame is not None:
+            subscriber.deliver_frame(view.frame, None)
+        else:
+            self.wake.set()  # the room's first listener here: compute its list at once
+
+    def room_leave(self, room_id: int, user_id: int, subscriber: Subscriber | None) -> None:
+        """A socket left a room."""
+        view = self.rooms.get(room_id)
+        if view is None:
+            return
+        if subscriber is not None:
+            view.sockets.discard(subscriber)
+        left = view.visitors.get(user_id, 0) - 1
+        if left > 0:
+            view.visitors[user_id] = left
+        else:
+            view.visitors.pop(user_id, None)
+        if not view.visitors:
+            del self.rooms[room_id]
+        self.dirty = True
+
+    def room_changed(self, room_id: int) -> None:
+        """The room's membership changed (a member left or was removed): read it again."""
+        if room_id in self.rooms:
+            self.dirty = True
+
+    def room_online_count(self, room_id: int) -> int:
+        """How many members of the room were online at the last tick."""
+        view = self.rooms.get(room_id)
+        return view.count if view is not None else 0
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self.wake.wait(), TICK)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Redis or the database is unavailable: lists stay as they were until it is back.
+                logger.warning("presence tick failed", exc_info=True)
+                await asyncio.sleep(TICK)
+
+    async def tick(self) -> None:
+        """Share this worker's changes, read everyone's, and send the lists that changed."""
+        self.ticks += 1
+        added, removed = self.added, self.removed
+        self.added, self.removed = {}, set()
+        bump, self.dirty = self.dirty, False
+        try:
+            await self.store.sync(self.local, added, removed, bump)
+        except Exception:
+            self.added = {**added, **self.added}
+            self.removed |= removed - set(self.added)
+            self.dirty = True
+            raise
+        key, online = await self.store.online(self.local)
+        now = time.monotonic()
+        if key != self.online_key or bump or now - self.members_read >= MEMBERS_EVERY:
+            self.online_key, self.online = key, online
+            await self._members_read(now)
+        self._send(now)
+
+    async def _members_read(self, now: float) -> None:
+        if not self.rooms:
+            return
+        room_ids = list(self.rooms)
+        members = await _members_online_async(room_ids, list(self.online))
+        self.members_read = now
+        for room_id in room_ids:
+            view = self.rooms.get(room_id)
+            if view is not None:
+                view.members = members.get(room_id, set())
+
+    def _send(self, now: float) -> None:
+        for view in self.rooms.values():
+            users = view.members.union(view.visitors)
+            # A visitor is online by definition (their socket is here), even before the store
+            # has their entry.
+            names = sorted(name for u in users if (name := self.online.get(u) or self.local.get(u)))
+            view.count = len(names)
+            payload: dict[str, Any] = {"type": "presence", "room": view.slug}
+            payload["online"] = names[: settings.CHAT_PRESENCE_LIST_MAX]
+            payload["count"] = len(names)
+            if not view.sockets:
+                view.frame = None  # counted for the typing rule; nobody here listens
+                continue
+            frame = frame_dumps(payload)
+            if frame == view.frame or now - view.sent_at < TICK * 0.95:
+                continue  # unchanged, or sent less than a second ago: the next tick sends it
+            view.frame, view.sent_at = frame, now
+            for subscriber in tuple(view.sockets):
+                try:
+                    subscriber.deliver_frame(frame, None)
+                except Exception:
+                    logger.exception("presence delivery failed")
+
+
+_presences: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Presence]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_presence() -> Presence:
+    """The presence of the running event loop (one per worker process; one per test loop)."""
+    loop = asyncio.get_running_loop()
+    presence = _presences.get(loop)
+    if presence is None:
+        presence = _presences[loop] = Presence()
+    return presence
