@@ -6,6 +6,7 @@ only, is never stored, takes no seq and is throttled per socket.
 """
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -100,9 +101,7 @@ async def test_a_member_online_on_any_page_is_listed_and_a_non_member_is_not(con
 
 
 async def test_a_direct_conversation_shows_whether_the_other_person_is_online(connect, users):
-    room = await database_sync_to_async(services.direct_open)(
-        users=[users["alice"], users["bob"]]
-    )
+    room = await database_sync_to_async(services.direct_open)(users=[users["alice"], users["bob"]])
     alice = await connect(path(room), users["alice"])
     assert (await receive_type(alice, "presence", timeout=WAIT))["online"] == ["alice"]
     elsewhere = await connect("/ws/notifications/", users["bob"])
@@ -158,7 +157,7 @@ async def test_presence_frames_are_coalesced_to_one_per_room_per_second(connect,
     assert len(seen) >= 2, "the changes were not announced as they happened"
     assert len(seen) <= 6 / TICK + 1, len(seen)
     # Never two frames less than a second apart (slack for the test's own polling).
-    assert all(b - a >= 0.8 * TICK for a, b in zip(at, at[1:], strict=False)), at
+    assert all(b - a >= 0.8 * TICK for a, b in itertools.pairwise(at)), at
     assert seen[-1]["online"] == ["alice"]
 
 
