@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 # At most one presence frame per room per second, and the ticker's period.
 TICK = 1.0
+# How long an early write (a user came online here) waits for others of the same burst.
+SYNC_GATHER = 0.05
 # Room membership (who may appear in a room's list) is read again at least this often, even when
 # nobody came or went: someone added to a private room while online shows up by then.
 MEMBERS_EVERY = 10.0
@@ -190,7 +192,10 @@ class Presence:
         self.rooms: dict[int, RoomView] = {}
         self.online: dict[int, str] = {}
         self.online_key: Any = object()
-        self.dirty = True
+        # dirty: a list here may have changed (read again); bump: the other workers must read
+        # again too (written with the next sync); compute_now: a room has a listener and no list.
+        self.dirty = self.bump = True
+        self.compute_now = False
         self.members_read = -math.inf
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -209,7 +214,8 @@ class Presence:
             self.local[user_id] = username
             self.removed.discard(user_id)
             self.added[user_id] = username
-            self.dirty = True
+            self.dirty = self.bump = True
+            self.wake.set()
 
     def user_close(self, user_id: int) -> None:
         """A socket of this user closed here; they stay online while any other is open."""
@@ -221,7 +227,7 @@ class Presence:
         if self.local.pop(user_id, None) is not None:
             self.added.pop(user_id, None)
             self.removed.add(user_id)
-            self.dirty = True
+            self.dirty = self.bump = True
 
     def room_enter(
         self, room_id: int, slug: str, user_id: int, subscriber: Subscriber | None
@@ -233,14 +239,15 @@ class Presence:
         if view is None:
             view = self.rooms[room_id] = RoomView(slug)
         view.visitors[user_id] = view.visitors.get(user_id, 0) + 1
-        self.dirty = True
+        self.dirty = self.bump = True
         if subscriber is None:
             return
         view.sockets.add(subscriber)
         if view.frame is not None:
             subscriber.deliver_frame(view.frame, None)
         else:
-            self.wake.set()  # the room's first listener here: compute its list at once
+            self.compute_now = True  # the room's first listener here: compute its list at once
+            self.wake.set()
 
     def room_leave(self, room_id: int, user_id: int, subscriber: Subscriber | None) -> None:
         """A socket left a room."""
@@ -256,12 +263,12 @@ class Presence:
             view.visitors.pop(user_id, None)
         if not view.visitors:
             del self.rooms[room_id]
-        self.dirty = True
+        self.dirty = self.bump = True
 
     def room_changed(self, room_id: int) -> None:
         """The room's membership changed (a member left or was removed): read it again."""
         if room_id in self.rooms:
-            self.dirty = True
+            self.dirty = self.bump = True
 
     def room_online_count(self, room_id: int) -> int:
         """How many members of the room were online at the last tick."""
@@ -269,14 +276,25 @@ class Presence:
         return view.count if view is not None else 0
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        computed = -math.inf
         while True:
             try:
-                await asyncio.wait_for(self.wake.wait(), TICK)
+                await asyncio.wait_for(self.wake.wait(), max(0.0, computed + TICK - loop.time()))
             except TimeoutError:
                 pass
             self.wake.clear()
             try:
-                await self.tick()
+                if self.compute_now or loop.time() - computed >= TICK:
+                    computed = loop.time()
+                    self.compute_now = False
+                    await self.tick()
+                else:
+                    # A user came online here: tell the other workers at once (a burst of
+                    # arrivals shares one write), so a tab opened elsewhere a moment before
+                    # another closes here keeps them online throughout.
+                    await asyncio.sleep(SYNC_GATHER)
+                    await self._sync()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -284,24 +302,32 @@ class Presence:
                 logger.warning("presence tick failed", exc_info=True)
                 await asyncio.sleep(TICK)
 
-    async def tick(self) -> None:
-        """Share this worker's changes, read everyone's, and send the lists that changed."""
-        self.ticks += 1
+    async def _sync(self) -> None:
         added, removed = self.added, self.removed
         self.added, self.removed = {}, set()
-        bump, self.dirty = self.dirty, False
+        bump, self.bump = self.bump, False
         try:
             await self.store.sync(self.local, added, removed, bump)
         except Exception:
             self.added = {**added, **self.added}
             self.removed |= removed - set(self.added)
-            self.dirty = True
+            self.bump = True
             raise
+
+    async def tick(self) -> None:
+        """Share this worker's changes, read everyone's, and send the lists that changed."""
+        self.ticks += 1
+        reread, self.dirty = self.dirty, False
+        await self._sync()
         key, online = await self.store.online(self.local)
         now = time.monotonic()
-        if key != self.online_key or bump or now - self.members_read >= MEMBERS_EVERY:
+        if key != self.online_key or reread or now - self.members_read >= MEMBERS_EVERY:
             self.online_key, self.online = key, online
-            await self._members_read(now)
+            try:
+                await self._members_read(now)
+            except Exception:
+                self.dirty = True
+                raise
         self._send(now)
 
     async def _members_read(self, now: float) -> None:
