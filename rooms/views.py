@@ -67,6 +67,13 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "isStaff": bool(request.user.is_staff),
         "lastSeq": room.last_seq,
         "maxLength": settings.CHAT_MESSAGE_MAX_LENGTH,
+        # Presence: whose status a direct conversation shows, and when typing is off.
+        "directOthers": [
+            u.get_username() for u in selectors.room_members(room=room) if u.pk != request.user.pk
+        ]
+        if room.is_direct
+        else [],
+        "typingMaxOnline": settings.CHAT_TYPING_MAX_ONLINE,
     }
     return render(
         request,

@@ -1,11 +1,14 @@
 // The room page: wires the socket (socket.js), the message list (render.js), the composer
-// (composer.js), the message buttons (actions.js) and the outbox (outbox.js).
+// (composer.js), the message buttons (actions.js), the outbox (outbox.js), who is online
+// (presence.js) and who is typing (typing.js).
 
 import { bindActions } from "./actions.js";
 import { createComposer } from "./composer.js";
 import { Outbox } from "./outbox.js";
+import { createPresence } from "./presence.js";
 import * as view from "./render.js";
 import { roomSocket } from "./socket.js";
+import { createTyping } from "./typing.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const list = document.getElementById("messages");
@@ -31,6 +34,8 @@ const composer = createComposer({
   scrollToEnd: scrollToEnd,
 });
 bindActions({ ctx: ctx, list: list, composer: composer, room: () => room });
+const presence = createPresence({ username: config.username, others: config.directOthers || [] });
+const typing = createTyping({ room: () => room, maxOnline: config.typingMaxOnline });
 
 function setStatus(state, text) {
   status.className = "status status-" + state;
@@ -94,8 +99,14 @@ function start() {
       },
       message: function (msg) {
         upsert(msg);
+        typing.stopped(msg.user);
         composer.pump();
       },
+      presence: function (state) {
+        presence.show(state);
+        typing.online(state.count);
+      },
+      typing: typing.typing,
       edited: edited,
       deleted: deleted,
       reactions: reactions,
