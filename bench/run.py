@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .presence import p1_presence_churn
 from .report import markdown, plot
 from .scenarios import FULL, QUICK, SCENARIOS, Timing
 from .system import raise_nofile, wait_quiet
@@ -28,7 +29,9 @@ logger = logging.getLogger("bench")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Shares of a target's time: the ladders (S2, S4) run several steps, S1 and S3 one each.
-WEIGHTS = {"S1": 1.0, "S2": 3.0, "S3": 1.5, "S4": 3.0}
+WEIGHTS = {"S1": 1.0, "S2": 3.0, "S3": 1.5, "S4": 3.0, "P1": 1.5}
+# P1 (presence under churn, bench/presence.py) runs on the product targets only.
+SCENARIOS["P1"] = p1_presence_churn
 PACKAGES = ["Django", "channels", "channels-redis", "uvicorn", "websockets", "uvloop", "orjson"]
 
 
