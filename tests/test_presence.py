@@ -14,6 +14,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
+from realtime.hub import Hub
 from realtime.presence import TICK
 from rooms import services
 
@@ -131,6 +132,24 @@ async def test_private_room_presence_reaches_members_only_and_lists_members_only
     assert room.slug not in str(seen)
 
 
+async def test_a_member_removed_from_a_private_room_leaves_its_list_though_still_online(
+    connect, users
+):
+    room = await database_sync_to_async(services.room_create)(
+        name="Club", created_by=users["alice"], private=True
+    )
+    await database_sync_to_async(services.member_add)(
+        room=room, by=users["alice"], user=users["bob"]
+    )
+    alice = await connect(path(room), users["alice"])
+    await connect("/ws/notifications/", users["bob"])  # online, on another page
+    await presence_until(alice, ["alice", "bob"])
+    await database_sync_to_async(services.member_remove)(
+        room=room, by=users["alice"], user=users["bob"]
+    )
+    await presence_until(alice, ["alice"])
+
+
 async def test_presence_frames_are_coalesced_to_one_per_room_per_second(connect, users):
     room = await database_sync_to_async(room_make)("Busy", users["alice"])
     crowd = [await database_sync_to_async(user_create)(f"guest{i}") for i in range(12)]
@@ -205,3 +224,37 @@ async def test_typing_is_off_in_a_room_with_more_members_online_than_the_limit(c
     await asyncio.sleep(2.0)  # past bob's throttle interval
     await bob.send_json_to({"type": "typing"})
     assert all(f["type"] != "typing" for f in await frames_for(alice, 1.0))
+
+
+class Recorder:
+    """A hub subscriber (a socket of ``user_id``) that remembers the seqs handed to it."""
+
+    def __init__(self, user_id: int) -> None:
+        self.user_id = user_id
+        self.seqs: list[int | None] = []
+
+    def deliver_frame(self, frame: str, seq: int | None) -> None:
+        self.seqs.append(seq)
+
+    def revoke(self, user_id: int) -> None:
+        pass
+
+
+async def test_typing_passes_the_hub_at_once_without_disturbing_the_rooms_seq_order():
+    hub = Hub()
+    typist, other = Recorder(7), Recorder(8)
+    await hub.subscribe("room-1", typist)
+    await hub.subscribe("room-1", other)
+
+    def stored(seq: int) -> dict:
+        return {"type": "hub.frame", "group": "room-1", "frame": "{}", "seq": seq}
+
+    typing = {"type": "hub.frame", "group": "room-1", "frame": "{}", "seq": None, "skip_user": 7}
+    hub.dispatch_ordered(stored(1))
+    hub.dispatch_ordered(stored(3))  # held until 2 arrives
+    hub.dispatch_ordered(typing)  # no seq: passed on now, not held, not counted
+    hub.dispatch_ordered(stored(2))
+    assert other.seqs == [1, None, 2, 3]
+    assert typist.seqs == [1, 2, 3]  # never the typist's own sockets
+    for task in (hub._reader, hub._refresher, hub._watchdog):
+        task.cancel()
