@@ -22,6 +22,7 @@ import socket
 import time
 import uuid
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from channels.db import DatabaseSyncToAsync
@@ -160,9 +161,13 @@ def _members_online(room_ids: list[int], user_ids: list[int]) -> dict[int, set[i
     return room_members_among(room_ids=room_ids, user_ids=user_ids, chunk=QUERY_CHUNK)
 
 
-# Off the database thread that stores messages (thread_sensitive=False): a presence query must
-# never hold a message back.
-_members_online_async = DatabaseSyncToAsync(_members_online, thread_sensitive=False)
+# On a thread of its own, not the database thread that stores messages: a presence query must
+# never hold a message back. One thread, so one database connection per process.
+_members_online_async = DatabaseSyncToAsync(
+    _members_online,
+    thread_sensitive=False,
+    executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="presence"),
+)
 
 
 class RoomView:
