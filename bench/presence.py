@@ -32,7 +32,7 @@ from .loadgen import Config, LoadRun, Phase, room_clients
 from .scenarios import FULL, SCENARIOS, Timing, measured_phase, warm_up
 from .server import ROOT
 from .system import raise_nofile
-from .targets import TARGETS, Needs, Running
+from .targets import PRODUCT_ENV, TARGETS, Needs, Running
 
 logger = logging.getLogger(__name__)
 
@@ -104,16 +104,11 @@ def _churn_main(pipe: Any, url: str, origin: str, cookies: list[str], seconds: f
     pipe.send(asyncio.run(_churn(url, origin, cookies, seconds)))
 
 
-def p1_presence_churn(running: Running, timing: Timing) -> dict[str, Any]:
-    """P1 on a product target; other targets have no presence."""
-    if not running.stores_messages:
-        return {"skipped": "presence is the product's alone"}
+def _run_phases(running: Running, timing: Timing, room: str, presence: bool) -> dict[str, Any]:
+    """A quiet phase, then one with churn, on SOCKETS sockets of the room."""
     pool = int(CHURN * LIFETIME * 2) + 1  # users enough that a visitor never meets itself
-    room = running.room_slugs(1)
-    members_seed(running.env, room[0], SOCKETS + pool)
-    warm_up(running, timing)
-    pattern = running.ws_pattern + "?presence=1"
-    clients = room_clients(pattern, room, SOCKETS, timing.s1_senders, running.headers_for)
+    pattern = running.ws_pattern + ("?presence=1" if presence else "")
+    clients = room_clients(pattern, [room], SOCKETS, timing.s1_senders, running.headers_for)
     churners = [running.headers_for(SOCKETS + i)[0][1] for i in range(pool)]
     phase = Phase(timing.s1_rate, timing.duration, timing.warmup, timing.s1_drain)
     config = Config(procs=timing.procs, origin=running.base_url)
@@ -121,7 +116,7 @@ def p1_presence_churn(running: Running, timing: Timing) -> dict[str, Any]:
         quiet = measured_phase(run, running, phase)
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
-        url = pattern.format(room=room[0])
+        url = pattern.format(room=room)
         churner = context.Process(
             target=_churn_main,
             args=(child, url, running.base_url, churners, phase.duration + 1.5),
@@ -132,23 +127,117 @@ def p1_presence_churn(running: Running, timing: Timing) -> dict[str, Any]:
         churning = measured_phase(run, running, phase)
         churn = parent.recv() if parent.poll(phase.duration + 60) else {"error": "no result"}
         churner.join(10)
+    return {"quiet": quiet, "churn": churning, "churner": churn}
+
+
+def p1_presence_churn(running: Running, timing: Timing) -> dict[str, Any]:
+    """P1 on a product target (other targets have no presence).
+
+    The same phases run twice: every socket asking for presence (the page), then none (the
+    control: the same arrivals and departures, no presence frames), so the cost of presence
+    itself is the difference, apart from the cost of 100 connections a second.
+    """
+    if not running.stores_messages:
+        return {"skipped": "presence is the product's alone"}
+    room = running.room_slugs(1)[0]
+    members_seed(running.env, room, SOCKETS + int(CHURN * LIFETIME * 2) + 1)
+    warm_up(running, timing)
+    out: dict[str, Any] = {"sockets": SOCKETS, "churn_per_s": CHURN}
+    out["presence"] = _run_phases(running, timing, room, presence=True)
+    out["control"] = _run_phases(running, timing, room, presence=False)
+    for name in ("presence", "control"):
+        for phase in ("quiet", "churn"):
+            out[f"p99_{name}_{phase}_ms"] = out[name][phase]["latency_ms"]["p99"]
+            out[f"loss_{name}_{phase}_pct"] = out[name][phase]["loss_pct"]
+    return out
+
+
+class _Sink:
+    """A listening socket that only counts what it is handed (the writes are P1's to measure)."""
+
+    frames = 0
+
+    def deliver_frame(self, frame: str, seq: int | None) -> None:
+        _Sink.frames += 1
+
+
+async def _micro_run(users: list[tuple[int, str]], room: Any, seconds: int) -> dict[str, Any]:
+    from realtime.presence import TICK, Presence
+
+    presence = Presence()
+    presence.task = asyncio.get_running_loop().create_future()  # no ticker: ticks driven here
+    for user_id, name in users[:SOCKETS]:
+        presence.user_open(user_id, name)
+        presence.room_enter(room.pk, room.slug, user_id, _Sink())
+    await presence.tick()
+    visitors = users[SOCKETS:]
+    cpu, inside = [], []
+    for _ in range(seconds):
+        # CHURN users come, and go a second later: the count, so the frame, changes every tick.
+        if inside:
+            for user_id, _name in inside:
+                presence.room_leave(room.pk, user_id, None)
+                presence.user_close(user_id)
+            inside = []
+        else:
+            inside, visitors = visitors[:CHURN], visitors[CHURN:] + visitors[:CHURN]
+            for user_id, name in inside:
+                presence.user_open(user_id, name)
+                presence.room_enter(room.pk, room.slug, user_id, None)
+        for view in presence.rooms.values():
+            view.sent_at -= TICK  # ticks run back to back here: a second has passed for them
+        started = time.process_time()
+        await presence.tick()
+        cpu.append(time.process_time() - started)
+    cpu.sort()
     return {
-        "sockets": SOCKETS,
-        "churn_per_s": CHURN,
-        "quiet": quiet,
-        "churn": churning,
-        "churner": churn,
-        "p99_quiet_ms": quiet["latency_ms"]["p99"],
-        "p99_churn_ms": churning["latency_ms"]["p99"],
-        "loss_churn_pct": churning["loss_pct"],
+        "ticks": seconds,
+        "cpu_ms_per_tick_median": 1000 * cpu[len(cpu) // 2],
+        "cpu_ms_per_tick_max": 1000 * cpu[-1],
+        "frames_handed_out": _Sink.frames,
     }
+
+
+def micro(seconds: int = 20) -> dict[str, Any]:
+    """The presence bookkeeping alone, in this process: CPU per tick for the P1 room."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-presence-") as tmp:
+        os.environ.update(
+            {k: v for k, v in PRODUCT_ENV.items()} | {"SQLITE_PATH": f"{tmp}/db.sqlite3"}
+        )
+        os.environ.pop("REDIS_URL", None)
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        from . import seed
+
+        call_command("migrate", verbosity=0)
+        seed.users_ensure(SOCKETS + 2 * CHURN)
+        seed.rooms_ensure(1)
+        members_seed(dict(os.environ), "bench-0", SOCKETS + 2 * CHURN)
+        from django.contrib.auth import get_user_model
+
+        from rooms.models import Room
+
+        users = list(get_user_model().objects.order_by("pk").values_list("pk", "username"))
+        return asyncio.run(_micro_run(users, Room.objects.get(name="bench-0"), seconds))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: the ceiling's S1, then P1 on each product target; prints the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", nargs="+", default=["asgi", "product-embedded"])
+    parser.add_argument(
+        "--micro", action="store_true", help="only the bookkeeping's CPU per tick, in-process"
+    )
     args = parser.parse_args(argv)
+    if args.micro:
+        print(json.dumps(micro()))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     raise_nofile()
@@ -162,15 +251,14 @@ def main(argv: list[str] | None = None) -> int:
             results["targets"][name] = scenario(running, FULL)
     ceiling = (results["targets"].get("asgi") or {}).get("latency_ms", {}).get("p99")
     for name, out in results["targets"].items():
-        if "p99_churn_ms" in out:
-            ratio = out["p99_churn_ms"] / ceiling if ceiling else None
-            out["p99_churn_over_ceiling_s1"] = ratio
-            print(
-                f"{name}: p99 {out['p99_quiet_ms']:.1f} ms quiet, {out['p99_churn_ms']:.1f} ms "
-                f"churning (loss {out['loss_churn_pct']:.2f} %); ceiling S1 p99 {ceiling} ms; "
-                f"ratio {ratio if ratio is None else round(ratio, 2)} (bound 2); "
-                f"churner {out['churner']}"
-            )
+        if "presence" in out:
+            figures = {k: round(v, 1) for k, v in out.items() if k.startswith(("p99_", "loss_"))}
+            if ceiling:
+                figures["p99_presence_churn_over_ceiling_s1"] = round(
+                    out["p99_presence_churn_ms"] / ceiling, 2
+                )
+            print(f"{name}: ceiling S1 p99 {ceiling} ms; {figures}")
+            print(f"  churner: {out['presence']['churner']}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"presence-{stamp}.json").write_text(json.dumps(results, indent=1) + "\n")
     return 0
