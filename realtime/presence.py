@@ -7,7 +7,7 @@ room with sockets here, computes the room's online members: a ``presence`` frame
 once, goes to the room's local sockets when that list changed. The work is per room per second
 per worker, never per socket event, so a busy room costs one frame a second whatever its churn.
 
-Stores (``store_create``): in the process on the embedded default; on Redis (``REDIS_URL``) a
+Stores (``realtime.presence_stores``): in the process on the embedded default; on Redis (``REDIS_URL``) a
 hash per worker (user id → username) whose key expires, and a sorted set of live workers scored
 by the time their entries go stale. Each worker renews both every ``CHAT_PRESENCE_REFRESH``
 seconds; a worker killed with SIGKILL stops renewing, so its users drop out after at most
@@ -17,10 +17,7 @@ seconds; a worker killed with SIGKILL stops renewing, so its users drop out afte
 import asyncio
 import logging
 import math
-import os
-import socket
 import time
-import uuid
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -29,6 +26,7 @@ from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 
 from .events import frame_dumps
+from .presence_stores import store_create
 
 logger = logging.getLogger(__name__)
 
@@ -45,113 +43,6 @@ QUERY_CHUNK = 5000
 
 class Subscriber(Protocol):
     def deliver_frame(self, frame: str, seq: int | None) -> None: ...
-
-
-class MemoryStore:
-    """The embedded default: this process is the whole deployment."""
-
-    async def sync(
-        self, local: dict[int, str], added: dict[int, str], removed: set[int], bump: bool
-    ) -> None:
-        """Nothing to share with anyone."""
-
-    async def online(self, local: dict[int, str]) -> tuple[Any, dict[int, str]]:
-        """Every online user: this process's own."""
-        return None, local
-
-    async def close(self) -> None:
-        """Nothing to release."""
-
-
-class RedisStore:
-    """Presence in Redis: one expiring hash per worker and a sorted set of live workers."""
-
-    def __init__(self, refresh: float, expiry: float) -> None:
-        from redis.asyncio import Redis
-
-        from .layers import pool_create
-
-        pool = pool_create({"address": settings.REDIS_URL, **settings.REDIS_CONNECTION})
-        self.redis = Redis(connection_pool=pool)
-        self.refresh = refresh
-        self.expiry = expiry
-        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        prefix = f"{settings.REDIS_PREFIX}:presence"
-        self.workers_key = f"{prefix}:workers"
-        self.version_key = f"{prefix}:version"
-        self.hash_prefix = f"{prefix}:w:"
-        self.mine = self.hash_prefix + self.worker
-        self.renewed = 0.0
-        self.seen: Any = None
-        self.cached: dict[int, str] = {}
-
-    async def sync(
-        self, local: dict[int, str], added: dict[int, str], removed: set[int], bump: bool
-    ) -> None:
-        """Write this worker's changes; renew (rewrite) its whole entry when it is due.
-
-        ``bump``: something here changed a room's list (a socket entered or left a room) even if
-        no user came or went, so the other workers must read again.
-        """
-        now = time.time()
-        renew = now - self.renewed >= self.refresh
-        if not (renew or added or removed or bump):
-            return
-        pipe = self.redis.pipeline(transaction=True)
-        if renew:
-            # A full rewrite: a Redis that restarted since the last renewal has it all again.
-            pipe.delete(self.mine)
-            if local:
-                pipe.hset(self.mine, mapping={str(k): v for k, v in local.items()})
-            pipe.zadd(self.workers_key, {self.worker: now + self.expiry})
-            pipe.zremrangebyscore(self.workers_key, "-inf", now)
-        else:
-            if removed:
-                pipe.hdel(self.mine, *(str(k) for k in removed))
-            if added:
-                pipe.hset(self.mine, mapping={str(k): v for k, v in added.items()})
-        pipe.pexpire(self.mine, math.ceil(self.expiry * 1000))
-        # Tells the other workers to read the hashes again.
-        pipe.incr(self.version_key)
-        await pipe.execute()
-        if renew:
-            self.renewed = now
-
-    async def online(self, local: dict[int, str]) -> tuple[Any, dict[int, str]]:
-        """Every online user of every live worker: re-read only when something changed."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.get(self.version_key)
-        pipe.zrangebyscore(self.workers_key, time.time(), "+inf")
-        version, workers = await pipe.execute()
-        # A worker whose entries went stale leaves the set without touching the version.
-        key = (version, tuple(sorted(workers)))
-        if key == self.seen:
-            return key, self.cached
-        pipe = self.redis.pipeline(transaction=False)
-        for worker in workers:
-            pipe.hgetall(self.hash_prefix + worker.decode())
-        online: dict[int, str] = {}
-        for entries in await pipe.execute():
-            for user_id, username in entries.items():
-                online[int(user_id)] = username.decode()
-        self.seen, self.cached = key, online
-        return key, online
-
-    async def close(self) -> None:
-        """Remove this worker's entries (a clean shutdown; a killed worker's expire)."""
-        try:
-            await self.redis.zrem(self.workers_key, self.worker)
-            await self.redis.delete(self.mine)
-            await self.redis.incr(self.version_key)
-        finally:
-            await self.redis.aclose()
-
-
-def store_create() -> MemoryStore | RedisStore:
-    """Redis when the deployment has it (several processes), else this process."""
-    if getattr(settings, "REDIS_URL", ""):
-        return RedisStore(settings.CHAT_PRESENCE_REFRESH, settings.CHAT_PRESENCE_EXPIRY)
-    return MemoryStore()
 
 
 def _members_online(room_ids: list[int], user_ids: list[int]) -> dict[int, set[int]]:
@@ -205,6 +96,7 @@ class Presence:
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.ticks = 0  # for tests
+        self.failing = False
 
     def _start(self) -> None:
         if self.task is None or self.task.done():
@@ -303,9 +195,16 @@ class Presence:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # Redis or the database is unavailable: lists stay as they were until it is back.
-                logger.warning("presence tick failed", exc_info=True)
+                # Redis or the database is unavailable: lists stay as they were until it is
+                # back. Said once per outage, not once a second.
+                if not self.failing:
+                    logger.warning("presence: tick failed; retrying every second", exc_info=True)
+                self.failing = True
                 await asyncio.sleep(TICK)
+            else:
+                if self.failing:
+                    logger.warning("presence: ticks work again")
+                self.failing = False
 
     async def _sync(self) -> None:
         added, removed = self.added, self.removed
