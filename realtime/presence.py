@@ -7,11 +7,12 @@ room with sockets here, computes the room's online members: a ``presence`` frame
 once, goes to the room's local sockets when that list changed. The work is per room per second
 per worker, never per socket event, so a busy room costs one frame a second whatever its churn.
 
-Stores (``realtime.presence_stores``): in the process on the embedded default; on Redis (``REDIS_URL``) a
-hash per worker (user id → username) whose key expires, and a sorted set of live workers scored
-by the time their entries go stale. Each worker renews both every ``CHAT_PRESENCE_REFRESH``
-seconds; a worker killed with SIGKILL stops renewing, so its users drop out after at most
-``CHAT_PRESENCE_EXPIRY`` seconds while their sockets on other workers keep them online.
+Stores (``realtime.presence_stores``): in the process on the embedded default; on Redis
+(``REDIS_URL``) a hash per worker (user id → username) whose key expires, and a sorted set of
+live workers scored by the time their entries go stale. Each worker renews both every
+``CHAT_PRESENCE_REFRESH`` seconds; a worker killed with SIGKILL stops renewing, so its users
+drop out after at most ``CHAT_PRESENCE_EXPIRY`` seconds while their sockets on other workers
+keep them online.
 """
 
 import asyncio
@@ -86,6 +87,7 @@ class Presence:
         self.added: dict[int, str] = {}
         self.removed: set[int] = set()
         self.rooms: dict[int, RoomView] = {}
+        self.pending: set[int] = set()  # rooms whose new list waits for its second to pass
         self.online: dict[int, str] = {}
         self.online_key: Any = object()
         # dirty: a list here may have changed (read again); bump: the other workers must read
@@ -232,7 +234,10 @@ class Presence:
             except Exception:
                 self.dirty = True
                 raise
-        self._send(now)
+            self._send(now, list(self.rooms))
+        elif self.pending:
+            # Nothing new, but some lists changed less than a second after their last frame.
+            self._send(now, list(self.pending))
 
     async def _members_read(self, now: float) -> None:
         if not self.rooms:
@@ -245,8 +250,12 @@ class Presence:
             if view is not None:
                 view.members = members.get(room_id, set())
 
-    def _send(self, now: float) -> None:
-        for view in self.rooms.values():
+    def _send(self, now: float, room_ids: list[int]) -> None:
+        for room_id in room_ids:
+            self.pending.discard(room_id)
+            view = self.rooms.get(room_id)
+            if view is None:
+                continue
             users = view.members.union(view.visitors)
             # A visitor is online by definition (their socket is here), even before the store
             # has their entry.
@@ -259,8 +268,11 @@ class Presence:
                 view.frame = None  # counted for the typing rule; nobody here listens
                 continue
             frame = frame_dumps(payload)
-            if frame == view.frame or now - view.sent_at < TICK * 0.95:
-                continue  # unchanged, or sent less than a second ago: the next tick sends it
+            if frame == view.frame:
+                continue
+            if now - view.sent_at < TICK * 0.95:
+                self.pending.add(room_id)  # sent less than a second ago: the next tick sends it
+                continue
             view.frame, view.sent_at = frame, now
             for subscriber in tuple(view.sockets):
                 try:
