@@ -275,7 +275,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: ceiling p99 {ceiling} ms in the same shape; {figures}")
             print(f"  churner: {out['presence']['churner']}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"presence-{stamp}.json").write_text(json.dumps(results, indent=1) + "\n")
+    # run-* is ignored by git; presence-latest.json is kept, as latest.* is by bench.run.
+    text = json.dumps(results, indent=1) + "\n"
+    (RESULTS / f"run-presence-{stamp}.json").write_text(text)
+    (RESULTS / "presence-latest.json").write_text(text)
     return 0
 
 
