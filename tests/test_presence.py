@@ -175,8 +175,9 @@ async def test_presence_frames_are_coalesced_to_one_per_room_per_second(connect,
     print(f"{2 * len(crowd)} changes in {churned:.1f}s: {len(seen)} presence frames")
     assert len(seen) >= 2, "the changes were not announced as they happened"
     assert len(seen) <= 6 / TICK + 1, len(seen)
-    # Never two frames less than a second apart (slack for the test's own polling).
-    assert all(b - a >= 0.8 * TICK for a, b in itertools.pairwise(at)), at
+    # Never two frames less than a second apart (measured here, so with slack for a busy
+    # machine; without coalescing they would come every 0.15 s).
+    assert all(b - a >= 0.5 * TICK for a, b in itertools.pairwise(at)), at
     assert seen[-1]["online"] == ["alice"]
 
 
