@@ -1,8 +1,11 @@
 """Presence across two uvicorn workers on a real redis-server, with real WebSocket clients.
 
-The workers renew their users' entries every 0.5 s and those expire 2 s after the last renewal
-(``CHAT_PRESENCE_REFRESH``/``_EXPIRY``, lowered so the test runs in seconds); the production
-defaults are checked against the issue's 90 s separately.
+A user online on either worker is online on both; one with tabs on both workers who closes one
+stays online; a worker killed with SIGKILL takes its users offline within the expiry while
+their sockets on the other worker keep them online; typing crosses workers and never reaches
+the typist's tabs. The workers renew their users' entries every 0.5 s and those expire 2 s after
+the last renewal (``CHAT_PRESENCE_REFRESH``/``_EXPIRY``, lowered so the test runs in seconds);
+the production defaults are checked against the issue's 90 s separately.
 """
 
 import asyncio
@@ -108,6 +111,27 @@ def test_a_user_with_tabs_on_two_workers_who_closes_one_stays_online(site):
         await alice.close()
 
     asyncio.run(scenario())
+
+
+def test_typing_crosses_workers_to_the_others_and_never_to_the_typists_tabs(site):
+    path = room_create(site.sessions["alice"], "Typing across")
+    first, second = site.pids
+
+    async def scenario():
+        alice = await site.open_on(first, "alice", path)
+        alice_there = await site.open_on(second, "alice", path)
+        bob = await site.open_on(second, "bob", path)
+        await online_until(bob, lambda names: names == ["alice", "bob"], 10)
+        await alice.send(type="typing")
+        frame = await bob.next({"typing"}, 10)
+        await asyncio.sleep(1.0)
+        for conn in (alice, alice_there, bob):
+            await conn.close()
+        return frame, [f for c in (alice, alice_there) for f in c.frames if f["type"] == "typing"]
+
+    frame, own = asyncio.run(scenario())
+    assert frame == {"type": "typing", "user": "alice"}
+    assert own == []
 
 
 def test_a_killed_workers_users_go_offline_while_their_sockets_elsewhere_keep_them_online(site):
