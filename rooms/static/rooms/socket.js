@@ -116,7 +116,8 @@ export function roomSocket({ slug, lastSeq, on }) {
       case "presence": // ephemeral: no seq, never in a catch-up
         if (on.presence) {
           const online = Array.isArray(frame.online) ? frame.online : [];
-          on.presence({ online: online, count: Number.isInteger(frame.count) ? frame.count : online.length });
+          const count = Number.isInteger(frame.count) ? frame.count : online.length;
+          on.presence({ online: online, count: count });
         }
         break;
       case "typing":
