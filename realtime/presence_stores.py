@@ -97,9 +97,11 @@ class RedisStore:
         if key == self.seen:
             return key, self.cached
         pipe = self.redis.pipeline(transaction=False)
+        mine = self.worker.encode()
         for worker in workers:
-            pipe.hgetall(self.hash_prefix + worker.decode())
-        online: dict[int, str] = {}
+            if worker != mine:  # this worker's own users are at hand
+                pipe.hgetall(self.hash_prefix + worker.decode())
+        online = dict(local)
         for entries in await pipe.execute():
             for user_id, username in entries.items():
                 online[int(user_id)] = username.decode()
