@@ -44,11 +44,12 @@ lint: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## The benchmark (bench/, docs/performance.md): about 8 minutes; run it on an idle machine.
+## The benchmark (bench/, docs/performance.md): about 12 minutes; run it on an idle machine.
 bench: install
 	$(PY) -m pip install --quiet -e ".[bench]"
 	bash scripts/system-deps.sh
 	$(PY) -m bench.run
+	$(PY) -m bench.presence
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

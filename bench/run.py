@@ -21,6 +21,7 @@ from typing import Any
 
 from . import navigation
 from . import search as search_bench
+from .presence import p1_presence_churn
 from .report import markdown, plot
 from .scenarios import FULL, QUICK, SCENARIOS, Timing
 from .system import raise_nofile, wait_quiet
@@ -30,7 +31,10 @@ logger = logging.getLogger("bench")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Shares of a target's time: the ladders (S2, S4) run several steps, S1 and S3 one each.
-WEIGHTS = {"S1": 1.0, "S2": 3.0, "S3": 1.5, "S4": 3.0}
+WEIGHTS = {"S1": 1.0, "S2": 3.0, "S3": 1.5, "S4": 3.0, "P1": 1.5}
+# P1 (presence under churn, bench/presence.py): on request (--scenarios P1), or alone with
+# `python -m bench.presence` as `make bench` does, so it takes no time from S1-S4's budget.
+SCENARIOS["P1"] = p1_presence_churn
 PACKAGES = ["Django", "channels", "channels-redis", "uvicorn", "websockets", "uvloop", "orjson"]
 
 
@@ -113,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     """Command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS))
-    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument(
+        "--scenarios", nargs="+", choices=list(SCENARIOS), default=["S1", "S2", "S3", "S4"]
+    )
     parser.add_argument("--quick", action="store_true", help="short steps, for a smoke test")
     parser.add_argument("--duration", type=float, help="seconds of sending per step")
     parser.add_argument("--s3-clients", type=int, help="idle sockets in S3 (default 5000)")

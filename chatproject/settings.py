@@ -353,6 +353,20 @@ CHAT_FRAME_MAX_BYTES = int(os.environ.get("CHAT_FRAME_MAX_BYTES", str(64 * 1024)
 # Frames waiting for one slow socket; past this the socket is closed (4008) and resyncs.
 CHAT_OUTBOX_LIMIT = int(os.environ.get("CHAT_OUTBOX_LIMIT", "1000"))
 
+# Presence and typing (docs/protocol.md, "Presence and typing"). On Redis each worker renews its
+# users' entries every REFRESH seconds and they expire EXPIRY seconds after the last renewal, so
+# the users of a killed worker show offline within EXPIRY + 1 s (the tick): 61 s by default.
+CHAT_PRESENCE_REFRESH = float(os.environ.get("CHAT_PRESENCE_REFRESH", "20"))
+CHAT_PRESENCE_EXPIRY = float(os.environ.get("CHAT_PRESENCE_EXPIRY", "60"))
+if not 0 < CHAT_PRESENCE_REFRESH < CHAT_PRESENCE_EXPIRY:
+    raise ImproperlyConfigured("CHAT_PRESENCE_REFRESH must be above 0 and below _EXPIRY.")
+# A presence frame names at most this many online users (by name); "count" gives them all.
+CHAT_PRESENCE_LIST_MAX = int(os.environ.get("CHAT_PRESENCE_LIST_MAX", "100"))
+# One typing frame per socket per this many seconds is relayed; the rest are dropped.
+CHAT_TYPING_INTERVAL = float(os.environ.get("CHAT_TYPING_INTERVAL", "2"))
+# Typing is off in a room with more members online than this (Zulip's rule).
+CHAT_TYPING_MAX_ONLINE = int(os.environ.get("CHAT_TYPING_MAX_ONLINE", "100"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -16,6 +16,7 @@ from . import eager
 from .events import frame_dumps, user_group
 from .hub import get_hub
 from .limits import get_limits
+from .presence import get_presence
 from .sessions import SESSION_CHECK, key_digest, session_valid
 from .validation import ClientError
 
@@ -43,6 +44,8 @@ class HubConsumer(AsyncWebsocketConsumer):
     """
 
     groups_joined: list[str]
+    user_id: int | None = None
+    presence_counted = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Serve one socket: ``AsyncConsumer.__call__`` without a channel of its own.
@@ -129,6 +132,11 @@ class HubConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_RATE_LIMITED)
             return False
         self.socket_id = socket_id
+        # The hub skips this socket for its own user's ephemeral frames (typing).
+        self.user_id = self.user.pk
+        # Every open socket of a logged-in user makes them online (realtime.presence).
+        get_presence().user_open(self.user.pk, self.user.get_username())
+        self.presence_counted = True
         return True
 
     async def join(self, group: str) -> None:
@@ -351,6 +359,9 @@ class HubConsumer(AsyncWebsocketConsumer):
         for task in (self.writer, self.session_task, self.session_timer):
             if task is not None:
                 task.cancel()
+        if self.presence_counted:
+            self.presence_counted = False
+            get_presence().user_close(self.user_id)
         self.backlog = None
         groups, self.groups_joined = self.groups_joined, []
         try:

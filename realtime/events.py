@@ -117,6 +117,19 @@ def frame_broadcast(
     transaction.on_commit(lambda: _send(group, event))
 
 
+def frame_send_now(group: str, payload: dict[str, Any], *, skip_user: int | None = None) -> None:
+    """Send an ephemeral frame (typing) to every socket in ``group`` now, from the event loop.
+
+    It has no seq and is never stored, so it needs no transaction and is never part of a
+    catch-up; the hubs pass it on at once, outside the group's seq order. ``skip_user``: the
+    id of a user whose sockets do not get it (the typist's own).
+    """
+    event = {"type": "hub.frame", "group": group, "frame": frame_dumps(payload), "seq": None}
+    if skip_user is not None:
+        event["skip_user"] = skip_user
+    _publish(group, event)
+
+
 def event_broadcast(group: str, payload: dict[str, Any]) -> None:
     """Send an event that each socket renders for its own user, after commit."""
     event = {"type": "hub.event", "group": group, "payload": payload}

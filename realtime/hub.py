@@ -165,11 +165,14 @@ class Hub:
         kind = message.get("type")
         if kind == "hub.frame":
             frame, seq, revoke = message["frame"], message.get("seq"), message.get("revoke")
+            skip = message.get("skip_user")
         for subscriber in tuple(members):
             try:
                 if kind == "hub.frame":
                     if revoke is not None:
                         subscriber.revoke(revoke)
+                    if skip is not None and getattr(subscriber, "user_id", None) == skip:
+                        continue
                     subscriber.deliver_frame(frame, seq)
                 elif kind == "hub.event":
                     subscriber.deliver_event(message["payload"])

@@ -79,6 +79,8 @@ FRAME_LIMITS: dict[str, tuple[str, str, str]] = {
     "history": ("sync", "CHAT_SYNC_FRAMES_PER_SECOND", "CHAT_SYNC_FRAMES_BURST"),
     # Read markers have a budget of their own: reading must not eat into sending.
     "read": ("read", "CHAT_RATE_PER_SECOND", "CHAT_RATE_BURST"),
+    # Typing is also throttled per socket (CHAT_TYPING_INTERVAL); this bounds a user's tabs.
+    "typing": ("typing", "CHAT_RATE_PER_SECOND", "CHAT_RATE_BURST"),
 }
 
 

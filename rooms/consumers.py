@@ -5,6 +5,8 @@ The consumer parses frames and checks who is asking; ``rooms.services`` makes ev
 """
 
 import asyncio
+import math
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -14,6 +16,7 @@ from django.conf import settings
 from notifications.consumers import NotificationsMixin
 from realtime.consumers import CLOSE_NOT_FOUND, HubConsumer
 from realtime.events import room_group
+from realtime.presence import get_presence
 from realtime.validation import ClientError, int64_or_none, text_clean
 
 from . import events, selectors, services
@@ -155,6 +158,13 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
             # closes the sockets already joined) passed this one by.
             await self.close(code=CLOSE_NOT_FOUND)
             return
+        # ?presence=1 (the page) asks for the room's online members: queued behind the
+        # catch-up, then each change of them. Every socket counts its user as in the room.
+        self.presence_listener = self if query.get("presence") == ["1"] else None
+        get_presence().room_enter(
+            self.room.pk, self.room.slug, self.user.pk, self.presence_listener
+        )
+        self.in_presence = True
         if "after" in query:
             self.skip_through = await self.send_history(after)
         self.start_writer()
@@ -186,6 +196,9 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
             return
         if kind in self.reads:
             await self.reads[kind](self, frame)
+            return
+        if kind == "typing":
+            self.receive_typing()
             return
         handler = self.changes.get(kind)
         if handler is None:
@@ -238,6 +251,22 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
         await self.send_json({"type": "history", cursor: seq, "messages": messages, "more": more})
 
     reads = {"read": receive_read, "history": receive_history}
+    typing_at = -math.inf
+
+    def receive_typing(self) -> None:
+        """Tell the room's other users that this one is typing: never stored, no seq.
+
+        Dropped without an answer when this socket relayed one less than
+        ``CHAT_TYPING_INTERVAL`` seconds ago, or when the room has more than
+        ``CHAT_TYPING_MAX_ONLINE`` members online (there it would be noise).
+        """
+        now = time.monotonic()
+        if now - self.typing_at < settings.CHAT_TYPING_INTERVAL:
+            return
+        if get_presence().room_online_count(self.room.pk) > settings.CHAT_TYPING_MAX_ONLINE:
+            return
+        self.typing_at = now
+        events.typing(self.room, self.user)
 
     changes = {
         "message": receive_message,
@@ -247,6 +276,19 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
     }
 
     resync_scheduled = False
+    in_presence = False
+
+    def revoke(self, user_id: int) -> None:
+        """A member left or was removed: this socket closes if theirs; the room's list changes."""
+        super().revoke(user_id)
+        get_presence().room_changed(self.room.pk)
+
+    async def disconnect(self, code: int) -> None:
+        """Called when the socket closes: leave the room's presence, then the hub."""
+        if self.in_presence:
+            self.in_presence = False
+            get_presence().room_leave(self.room.pk, self.user.pk, self.presence_listener)
+        await super().disconnect(code)
 
     def resync(self) -> None:
         """Send whatever was stored after the last seq this socket got."""

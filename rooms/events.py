@@ -4,7 +4,13 @@ functions, so they cannot disagree."""
 
 from typing import Any
 
-from realtime.events import event_broadcast, frame_broadcast, room_group, user_group
+from realtime.events import (
+    event_broadcast,
+    frame_broadcast,
+    frame_send_now,
+    room_group,
+    user_group,
+)
 
 from .formatting import body_html, body_text
 from .models import Message, Room
@@ -158,3 +164,9 @@ def room_read(user_id: int, room: Room, seq: int, unread: int, through: int) -> 
         "through": through,
     }
     event_broadcast(user_group(user_id), payload)
+
+
+def typing(room: Room, user: Any) -> None:
+    """Tell the room's other users' sockets that ``user`` is typing (not the typist's own)."""
+    payload = {"type": "typing", "user": user.get_username()}
+    frame_send_now(room_group(room.pk), payload, skip_user=user.pk)

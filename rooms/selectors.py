@@ -283,3 +283,19 @@ def message_window(
     older, has_older = messages_before(room=room, before=around, limit=limit // 2)
     newer, has_newer = messages_after(room=room, after=around - 1, limit=limit - len(older))
     return MessageWindow(older + newer, has_older, has_newer, centred, last_read)
+
+
+def room_members_among(
+    *, room_ids: list[int], user_ids: list[int], chunk: int = 5000
+) -> dict[int, set[int]]:
+    """For each room, which of ``user_ids`` are its members (presence: who of those online)."""
+    found: dict[int, set[int]] = {room_id: set() for room_id in room_ids}
+    if not room_ids or not user_ids:
+        return found
+    for start in range(0, len(user_ids), chunk):
+        pairs = Membership.objects.filter(
+            room_id__in=room_ids, user_id__in=user_ids[start : start + chunk]
+        ).values_list("room_id", "user_id")
+        for room_id, user_id in pairs:
+            found[room_id].add(user_id)
+    return found

@@ -84,6 +84,13 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "hasOlder": window.has_older,
         "hasNewer": window.has_newer,
         "pageSize": settings.CHAT_HISTORY_PAGE,
+        # Presence: whose status a direct conversation shows, and when typing is off.
+        "directOthers": [
+            u.get_username() for u in selectors.room_members(room=room) if u.pk != request.user.pk
+        ]
+        if room.is_direct
+        else [],
+        "typingMaxOnline": settings.CHAT_TYPING_MAX_ONLINE,
     }
     return render(
         request,

@@ -1,14 +1,17 @@
 // The room page: wires the socket (socket.js), the message list (render.js), the composer
 // (composer.js), the message buttons (actions.js), the outbox (outbox.js), older and newer
-// pages (history.js) and read markers (reading.js).
+// pages (history.js), read markers (reading.js), who is online (presence.js) and who is typing
+// (typing.js).
 
 import { bindActions } from "./actions.js";
 import { createComposer } from "./composer.js";
 import { createHistory } from "./history.js";
 import { Outbox } from "./outbox.js";
 import { createReader } from "./reading.js";
+import { createPresence } from "./presence.js";
 import * as view from "./render.js";
 import { roomSocket } from "./socket.js";
+import { createTyping } from "./typing.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const list = document.getElementById("messages");
@@ -50,6 +53,8 @@ const pages = createHistory({
   hasNewer: config.hasNewer,
   onPage: reader.placeDivider,
 });
+const presence = createPresence({ username: config.username, others: config.directOthers || [] });
+const typing = createTyping({ room: () => room, maxOnline: config.typingMaxOnline });
 
 function setStatus(state, text) {
   status.className = "status status-" + state;
@@ -133,8 +138,14 @@ function start() {
       history: pages.onHistory,
       message: function (msg) {
         upsert(msg);
+        typing.stopped(msg.user);
         composer.pump();
       },
+      presence: function (state) {
+        presence.show(state);
+        typing.online(state.count);
+      },
+      typing: typing.typing,
       edited: edited,
       deleted: deleted,
       reactions: reactions,

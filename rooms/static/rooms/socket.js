@@ -28,8 +28,8 @@ function toMessage(frame) {
 /**
  * Open the room socket and keep it open. ``on`` receives: state(state, text), ready() once a
  * (re)connect has caught up, message(msg), edited({id, body, html, edited}), deleted(id),
- * reactions(id, state), history({before|after, messages: [msg], more}) and
- * error({code, detail, request}).
+ * reactions(id, state), history({before|after, messages: [msg], more}),
+ * error({code, detail, request}), presence({online, count}) and typing(username).
  */
 export function roomSocket({ slug, lastSeq, on }) {
   let known = lastSeq; // highest seq with none missing below it
@@ -131,6 +131,16 @@ export function roomSocket({ slug, lastSeq, on }) {
       case "member.removed":
         note(frame.seq); // someone else left: nothing to show, but the seq is the room's
         break;
+      case "presence": // ephemeral: no seq, never in a catch-up
+        if (on.presence) {
+          const online = Array.isArray(frame.online) ? frame.online : [];
+          const count = Number.isInteger(frame.count) ? frame.count : online.length;
+          on.presence({ online: online, count: count });
+        }
+        break;
+      case "typing":
+        if (on.typing && typeof frame.user === "string") on.typing(frame.user);
+        break;
       default:
         break; // room.added, notifications and unknown types: nothing for the room page
     }
@@ -139,7 +149,7 @@ export function roomSocket({ slug, lastSeq, on }) {
   function connect() {
     clearTimeout(retryTimer);
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    const path = "/ws/rooms/" + encodeURIComponent(slug) + "/?after=" + known;
+    const path = "/ws/rooms/" + encodeURIComponent(slug) + "/?presence=1&after=" + known;
     on.state("connecting", attempt ? "Reconnecting…" : "Connecting…");
     syncing = true; // the connect itself catches up; its synced frame ends that
     ready = false;
@@ -201,6 +211,12 @@ export function roomSocket({ slug, lastSeq, on }) {
   return {
     isReady: function () {
       return ready && isOpen();
+    },
+    /** Tell the room this user is typing (the caller throttles it). */
+    typing: function () {
+      if (!ready || !isOpen()) return false;
+      write({ type: "typing" });
+      return true;
     },
     post: function (entry) {
       const frame = { type: "message", body: entry.body, client_id: entry.clientId };
