@@ -57,7 +57,7 @@ def test_typing_and_presence_between_two_browsers(server, browser):
 
     # Beside the messages at 1280 px, folded at 375 px until opened.
     alice.wait_for_function(
-        "[...document.querySelectorAll('#presence-list li')].length === 2", timeout=10_000
+        "() => document.querySelectorAll('#presence-list li').length === 2", timeout=10_000
     )
     assert online(alice) == ["alice (you)", "bob"]
     assert alice.locator("#presence").get_attribute("open") is not None
@@ -77,7 +77,7 @@ def test_typing_and_presence_between_two_browsers(server, browser):
     # bob closes his page: alice's list drops him.
     bob.context.close()
     alice.wait_for_function(
-        "[...document.querySelectorAll('#presence-list li')].length === 1", timeout=10_000
+        "() => document.querySelectorAll('#presence-list li').length === 1", timeout=10_000
     )
     assert online(alice) == ["alice (you)"]
 
