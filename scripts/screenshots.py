@@ -67,11 +67,16 @@ def main() -> None:
         asyncio.run(_conversation(server, clients, deploys, DEPLOYS))
         asyncio.run(_conversation(server, clients, direct, DIRECT))
 
-        cookies = [
-            {"name": name, "value": value, "url": server.url}
-            for name, value in clients["alice"].cookies.items()
-        ]
+        def cookies_of(name: str) -> list[dict]:
+            jar = clients[name].cookies.items()
+            return [{"name": k, "value": v, "url": server.url} for k, v in jar]
+
+        cookies = cookies_of("alice")
         with chromium() as browser:
+            # bob has the room open too, so the online list shows two people.
+            bobs = browser.new_context(viewport={"width": 1280, "height": 800})
+            bobs.add_cookies(cookies_of("bob"))
+            bobs.new_page().goto(server.url + general)
             for width, height, name in ((1280, 800, "screenshot.png"), (375, 740, "phone.png")):
                 context = browser.new_context(viewport={"width": width, "height": height})
                 context.add_cookies(cookies)
