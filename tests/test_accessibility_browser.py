@@ -320,3 +320,28 @@ def test_the_dark_scheme_and_reduced_motion_are_respected(browser, site):
     page.emulate_media(reduced_motion="reduce")
     assert page.evaluate(highlight) == "none"
     context.close()
+
+
+def test_the_sidebar_opens_and_a_room_opens_by_keyboard_alone_at_phone_width(server, pair):
+    room = pair("lee", width="phone")
+    lee, path = room.page, room.path
+    lee.goto(server.url + "/notifications/")
+    sidebar = lee.locator("#sidebar")
+    expect(sidebar.locator(f'a[href="{path}"]')).to_be_hidden()  # folded behind the button
+
+    # Open the sidebar: Tab to the menu button, Enter; the focus moves into it.
+    tab_to(lee, "#sidebar-toggle")
+    lee.keyboard.press("Enter")
+    expect(lee.locator("#sidebar-toggle")).to_have_attribute("aria-expanded", "true")
+    expect(sidebar.locator(f'a[href="{path}"]')).to_be_visible()
+    # Escape folds it again and gives the focus back to the button.
+    lee.keyboard.press("Escape")
+    expect(lee.locator("#sidebar-toggle")).to_have_attribute("aria-expanded", "false")
+    expect(lee.locator("#sidebar-toggle")).to_be_focused()
+
+    # Open a room from it: Enter on the button, Tab to the room, Enter.
+    lee.keyboard.press("Enter")
+    tab_to(lee, f'#sidebar a[href="{path}"]')
+    lee.keyboard.press("Enter")
+    lee.wait_for_url(server.url + path)
+    expect(lee.locator("#status")).to_have_class(re.compile("status-open"))
