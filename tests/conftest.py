@@ -15,7 +15,7 @@ from chatproject.asgi import application
 
 from .factories import room_make, user_create
 from .support.browser import chromium
-from .support.server import live_server
+from .support.server import live_server, signup
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,28 @@ def browser():
     """Headless Chromium, shared by a module's tests."""
     with chromium() as running:
         yield running
+
+
+@pytest.fixture
+def open_as(browser, server):
+    """Sign up a new user through the real form; returns a browser context logged in as them
+    and their HTTP client. An uncaught script error on any page fails the test."""
+    contexts, errors = [], []
+
+    def _open_as(username: str, viewport: dict | None = None):
+        client = signup(server.url, username)
+        context = browser.new_context(viewport=viewport or {"width": 1100, "height": 700})
+        contexts.append(context)
+        context.on("page", lambda page: page.on("pageerror", lambda e: errors.append(str(e))))
+        context.add_cookies(
+            [{"name": k, "value": v, "url": server.url} for k, v in client.cookies.items()]
+        )
+        return context, client
+
+    yield _open_as
+    for context in contexts:
+        context.close()
+    assert errors == [], "the page's script failed"
 
 
 @pytest.fixture

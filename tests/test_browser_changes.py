@@ -16,30 +16,6 @@ expect.set_options(timeout=10_000)
 RECONNECT_MS = 30_000  # backoff after a server restart: up to a few seconds, with jitter
 
 
-@pytest.fixture
-def open_as(browser, server: LiveServer):
-    """Sign up a new user through the real form; returns a browser context logged in as them
-    and the HTTP client holding the session. The contexts close at the end of the test, so no
-    page of a finished test keeps reconnecting to the shared server; an uncaught script error
-    on any of their pages fails the test."""
-    contexts, errors = [], []
-
-    def _open_as(username: str):
-        client = signup(server.url, username)
-        context = browser.new_context(viewport={"width": 900, "height": 640})
-        contexts.append(context)
-        context.on("page", lambda page: page.on("pageerror", lambda e: errors.append(str(e))))
-        context.add_cookies(
-            [{"name": k, "value": v, "url": server.url} for k, v in client.cookies.items()]
-        )
-        return context, client
-
-    yield _open_as
-    for context in contexts:
-        context.close()
-    assert errors == [], "the page's script failed"
-
-
 def room_page(context, server: LiveServer, path: str) -> Page:
     page = context.new_page()
     page.goto(server.url + path)

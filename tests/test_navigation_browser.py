@@ -8,34 +8,12 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from .support.server import LiveServer, manage, room_create, signup
+from .support.server import LiveServer, manage, room_create
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 
 expect.set_options(timeout=10_000)
 PHONE = {"width": 375, "height": 667}
-
-
-@pytest.fixture
-def open_as(browser, server: LiveServer):
-    """A browser context logged in as a new user (signed up through the real form) and its
-    HTTP client; an uncaught script error on any page fails the test."""
-    contexts, errors = [], []
-
-    def _open_as(username: str, viewport=None):
-        client = signup(server.url, username)
-        context = browser.new_context(viewport=viewport or {"width": 1100, "height": 700})
-        contexts.append(context)
-        context.on("page", lambda page: page.on("pageerror", lambda e: errors.append(str(e))))
-        context.add_cookies(
-            [{"name": k, "value": v, "url": server.url} for k, v in client.cookies.items()]
-        )
-        return context, client
-
-    yield _open_as
-    for context in contexts:
-        context.close()
-    assert errors == [], "the page's script failed"
 
 
 def open_page(context, server: LiveServer, path: str) -> Page:

@@ -5,7 +5,6 @@ nothing, and scroll-back on PostgreSQL gives every message once."""
 
 import asyncio
 import concurrent.futures
-import re
 import tempfile
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from .support.clients import RecordedSocket
 from .support.server import cookie_header, room_create, signup
 from .support.services import migrate, node_env, node_start, postgres_server, redis_server
+from .support.sockets import csrf_post
 
 pytestmark = pytest.mark.server
 
@@ -69,22 +69,17 @@ def site():
             node.stop()
 
 
-def csrf_post(client: httpx.Client, page: str, data: dict[str, str]) -> httpx.Response:
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', client.get(page).text)
-    assert token, f"no form on {page}"
-    return client.post(
-        page,
-        data={"csrfmiddlewaretoken": token.group(1), **data},
-        headers={"Referer": str(client.base_url) + page},
-    )
-
-
 def test_counts_rise_once_per_message_on_every_worker_and_clear_everywhere(site):
     alice, bob = site.sessions["alice"], site.sessions["bob"]
     public = room_create(alice, "Live lobby")
     response = csrf_post(alice, "/rooms/", {"name": "Live secret", "private": "on"})
     secret = response.headers["location"]
-    assert csrf_post(alice, f"{secret}members/", {"username": "bob"}).status_code == 302
+    assert (
+        csrf_post(
+            alice, f"{secret}members/", {"username": "bob"}, page=f"{secret}members/"
+        ).status_code
+        == 302
+    )
     assert bob.get(public).status_code == 200  # bob joins the public room
     slugs = {path: path.split("/")[2] for path in (public, secret)}
 
