@@ -4,7 +4,6 @@ worker, reading in one socket clears them in the others, a private room tells a 
 nothing, and scroll-back on PostgreSQL gives every message once."""
 
 import asyncio
-import concurrent.futures
 import tempfile
 from pathlib import Path
 
@@ -12,9 +11,9 @@ import httpx
 import pytest
 
 from .support.clients import RecordedSocket
-from .support.server import cookie_header, room_create, signup
-from .support.services import migrate, node_env, node_start, postgres_server, redis_server
-from .support.sockets import csrf_post
+from .support.server import cookie_header, room_create
+from .support.services import node_env, postgres_server, redis_server
+from .support.sockets import csrf_post, node_with_users
 
 pytestmark = pytest.mark.server
 
@@ -54,19 +53,10 @@ def site():
         tempfile.TemporaryDirectory(prefix="chat-nav-") as tmp,
     ):
         env = node_env(redis_url=redis.url, database_url=postgres.url)
-        migrate(env)
-        node = node_start(env, Path(tmp), "node", workers=2)
-        try:
-            node.wait_for_workers()
-            with concurrent.futures.ThreadPoolExecutor(len(USERS)) as pool:
-                sessions = dict(
-                    zip(USERS, pool.map(lambda u: signup(node.url, u), USERS), strict=True)
-                )
+        with node_with_users(env, Path(tmp), USERS) as (node, sessions):
             running = Site(node, sessions)
             assert len(running.pids) == 2
             yield running
-        finally:
-            node.stop()
 
 
 def test_counts_rise_once_per_message_on_every_worker_and_clear_everywhere(site):

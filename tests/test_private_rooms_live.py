@@ -26,8 +26,9 @@ import pytest
 import websockets
 
 from .support.clients import RecordedSocket
-from .support.server import cookie_header, manage, room_create, signup
-from .support.services import node_env, node_start, redis_server
+from .support.server import cookie_header, room_create
+from .support.services import node_env, redis_server
+from .support.sockets import node_with_users
 
 pytestmark = pytest.mark.server
 
@@ -110,19 +111,10 @@ def site():
         env = node_env(
             redis_url=redis.url, SQLITE_PATH=str(Path(tmp) / "db.sqlite3"), CHAT_RATE_BURST="1000"
         )
-        manage(env, "migrate", "--noinput")
-        node = node_start(env, Path(tmp), "node", workers=2)
-        try:
-            node.wait_for_workers()
-            with concurrent.futures.ThreadPoolExecutor(len(USERS)) as pool:
-                sessions = dict(
-                    zip(USERS, pool.map(lambda u: signup(node.url, u), USERS), strict=True)
-                )
+        with node_with_users(env, Path(tmp), USERS) as (node, sessions):
             running = Site(node, sessions)
             assert len(running.pids) == 2
             yield running
-        finally:
-            node.stop()
 
 
 def test_a_removed_member_loses_every_socket_of_the_room_on_every_worker(site):

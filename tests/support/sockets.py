@@ -1,6 +1,7 @@
 """Real sockets of several sessions on a node of several uvicorn workers (tests of socket limits
 and of sockets ending with their session)."""
 
+import concurrent.futures
 import contextlib
 import re
 import tempfile
@@ -79,3 +80,20 @@ def redis_node(workers: int = 2, **env: str) -> Iterator[Sockets]:
             yield Sockets(node)
         finally:
             node.stop()
+
+
+@contextlib.contextmanager
+def node_with_users(
+    env: dict[str, str], tmp: Path, users: tuple[str, ...], workers: int = 2
+) -> Iterator[tuple[Node, dict[str, httpx.Client]]]:
+    """Migrate the database of ``env``, serve it with ``workers`` uvicorn processes, and sign
+    ``users`` up (in parallel); yields the node and each user's logged-in client."""
+    manage(env, "migrate", "--noinput")
+    node = node_start(env, tmp, "node", workers=workers)
+    try:
+        node.wait_for_workers()
+        with concurrent.futures.ThreadPoolExecutor(len(users)) as pool:
+            clients = pool.map(lambda user: signup(node.url, user), users)
+            yield node, dict(zip(users, clients, strict=True))
+    finally:
+        node.stop()
