@@ -352,6 +352,9 @@ CHAT_SOCKETS_PER_USER = int(os.environ.get("CHAT_SOCKETS_PER_USER", "50"))
 CHAT_FRAME_MAX_BYTES = int(os.environ.get("CHAT_FRAME_MAX_BYTES", str(64 * 1024)))
 # Frames waiting for one slow socket; past this the socket is closed (4008) and resyncs.
 CHAT_OUTBOX_LIMIT = int(os.environ.get("CHAT_OUTBOX_LIMIT", "1000"))
+# Threads per process that store changes (messages, edits, reactions) at once, on PostgreSQL
+# only (realtime.db); each holds a pooled connection while it works, so keep it under DB_POOL_MAX.
+CHAT_DB_WRITERS = int(os.environ.get("CHAT_DB_WRITERS", "4"))
 
 LOGGING = {
     "version": 1,
