@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds of sending per step")
     parser.add_argument("--s3-clients", type=int, help="idle sockets in S3 (default 5000)")
     parser.add_argument("--procs", type=int, help="load-generator processes (default 2)")
+    parser.add_argument(
+        "--s4-rates", type=float, nargs="+", help="S4's ladder: messages/s per user, in order"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--budget",
@@ -162,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
     timing = QUICK if args.quick else FULL
     overrides = {"duration": args.duration, "s3_clients": args.s3_clients, "procs": args.procs}
+    overrides["s4_rates"] = tuple(args.s4_rates) if args.s4_rates else None
     timing = dataclasses.replace(timing, **{k: v for k, v in overrides.items() if v is not None})
     raise_nofile()  # every server and load-generator process inherits the raised limit
     # Servers run in sessions of their own, so a SIGTERM to this process would not reach them:

@@ -120,7 +120,7 @@ if DATABASE_URL:
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": int(os.environ.get("DB_POOL_MIN", "1")),
-            "max_size": int(os.environ.get("DB_POOL_MAX", "8")),
+            "max_size": int(os.environ.get("DB_POOL_MAX", "16")),
             "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "20")),
         }
     else:
@@ -352,6 +352,10 @@ CHAT_SOCKETS_PER_USER = int(os.environ.get("CHAT_SOCKETS_PER_USER", "50"))
 CHAT_FRAME_MAX_BYTES = int(os.environ.get("CHAT_FRAME_MAX_BYTES", str(64 * 1024)))
 # Frames waiting for one slow socket; past this the socket is closed (4008) and resyncs.
 CHAT_OUTBOX_LIMIT = int(os.environ.get("CHAT_OUTBOX_LIMIT", "1000"))
+# Threads per process that store changes (messages, edits, reactions) at once, on PostgreSQL
+# only (realtime.db); each holds a pooled connection while it works, so keep it under DB_POOL_MAX
+# (16: the writers, the default database thread and HTTP requests share the pool).
+CHAT_DB_WRITERS = int(os.environ.get("CHAT_DB_WRITERS", "8"))
 
 # Presence and typing (docs/protocol.md, "Presence and typing"). On Redis each worker renews its
 # users' entries every REFRESH seconds and they expire EXPIRY seconds after the last renewal, so

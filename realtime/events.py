@@ -32,6 +32,8 @@ def user_group(user_id: int) -> str:
 
 
 EVERYONE_GROUP = "everyone"
+# Events per batch of a process's publisher (realtime.layers.RedisChannelLayer.group_send_many).
+PUBLISH_BATCH = 200
 
 
 def frame_dumps(payload: dict[str, Any]) -> str:
@@ -48,11 +50,27 @@ class _Publisher:
 
     async def _run(self) -> None:
         while True:
-            group, event = await self.queue.get()
+            batch = [await self.queue.get()]
+            layer = get_channel_layer()
+            if not getattr(layer, "batches", False):  # the in-memory layer: no round trips
+                await self._send_one(layer, *batch[0])
+                continue
+            # What was committed while the last batch was on its way goes in one batch, in
+            # order: a busy process pays Redis' round trips per batch, not per event.
+            while len(batch) < PUBLISH_BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
             try:
-                await get_channel_layer().group_send(group, event)
+                await layer.group_send_many(batch)
             except Exception:
-                _send_failed(group)
+                for group in dict.fromkeys(group for group, _ in batch):
+                    _send_failed(group)
+
+    @staticmethod
+    async def _send_one(layer: Any, group: str, event: dict[str, Any]) -> None:
+        try:
+            await layer.group_send(group, event)
+        except Exception:
+            _send_failed(group)
 
 
 _publishers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Publisher]" = (

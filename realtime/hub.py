@@ -183,7 +183,10 @@ class Hub:
         delay = 0.1
         while True:
             try:
-                message = await self.layer.receive(self.channel)
+                if getattr(self.layer, "batches", False):
+                    messages = await self.layer.receive_many(self.channel)
+                else:
+                    messages = [await self.layer.receive(self.channel)]
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -197,11 +200,12 @@ class Hub:
                 await self._recover("a failed receive")
                 continue
             delay = 0.1
-            if message.get("type") == "hub.probe":
-                self._probe_seen = max(self._probe_seen, int(message.get("n", 0)))
-                self._probe_arrived.set()
-                continue
-            self.dispatch_ordered(message)
+            for message in messages:
+                if message.get("type") == "hub.probe":
+                    self._probe_seen = max(self._probe_seen, int(message.get("n", 0)))
+                    self._probe_arrived.set()
+                else:
+                    self.dispatch_ordered(message)
 
     def dispatch_ordered(self, message: dict[str, Any]) -> None:
         """Pass on events in seq order per group, holding early frames for a while."""

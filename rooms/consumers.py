@@ -15,6 +15,7 @@ from django.conf import settings
 
 from notifications.consumers import NotificationsMixin
 from realtime.consumers import CLOSE_NOT_FOUND, HubConsumer
+from realtime.db import changes_sync_to_async
 from realtime.events import room_group
 from realtime.presence import get_presence
 from realtime.validation import ClientError, int64_or_none, text_clean
@@ -52,7 +53,7 @@ def _state_frames(message: Message) -> list[dict[str, Any]]:
     return [frame, events.deleted_payload(message)]
 
 
-@database_sync_to_async
+@changes_sync_to_async
 def _message_create(
     room: Room, author: Any, body: str, client_id: str | None, reply_to: Any
 ) -> list[dict[str, Any]]:
@@ -65,17 +66,17 @@ def _message_create(
     return [] if created else _state_frames(message)
 
 
-@database_sync_to_async
+@changes_sync_to_async
 def _message_edit(room: Room, user: Any, message_id: Any, body: str) -> None:
     services.message_edit(message=_message_get(room, message_id), user=user, body=body)
 
 
-@database_sync_to_async
+@changes_sync_to_async
 def _message_delete(room: Room, user: Any, message_id: Any) -> None:
     services.message_delete(message=_message_get(room, message_id), user=user)
 
 
-@database_sync_to_async
+@changes_sync_to_async
 def _reaction_set(room: Room, user: Any, message_id: Any, emoji: str, on: bool) -> None:
     services.reaction_set(message=_message_get(room, message_id), user=user, emoji=emoji, on=on)
 
@@ -101,7 +102,7 @@ def _history_page(
     return [events.message_payload(m, selectors.reactions_state(m)) for m in messages], more
 
 
-@database_sync_to_async
+@changes_sync_to_async
 def _read_mark(user: Any, room: Room, seq: int) -> None:
     services.read_mark(user=user, room=room, seq=seq)
 

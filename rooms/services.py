@@ -17,7 +17,7 @@ from django.utils.text import slugify
 
 from notifications.services import mentions_notify
 
-from . import events, selectors
+from . import events, selectors, store
 from .models import Membership, Message, Reaction, Room
 
 DIRECT_MAX_USERS = 8
@@ -250,19 +250,17 @@ def message_post(
     if reply_to is not None and reply_to.room_id != room.pk:
         raise ChangeRefused("not_found", "No such message in this room.")
     now = timezone.now()
+    message = Message(
+        room=room, author=author, body=body, created=now, client_id=client_id, reply_to=reply_to
+    )
     try:
+        if store.one_trip_possible(room, body):
+            store.message_insert(message, now)  # commits by itself: the event goes at once
+            events.message_created(message)
+            return message, True
         with transaction.atomic():
-            seq = _seq_take(room.pk, now)
+            message.seq = _seq_take(room.pk, now)
             _member_check(room, author)
-            message = Message(
-                room=room,
-                author=author,
-                seq=seq,
-                body=body,
-                created=now,
-                client_id=client_id,
-                reply_to=reply_to,
-            )
             message.save(force_insert=True)
             events.message_created(message)
             if "@" in body:  # keeps the hot path free of mention work

@@ -1,0 +1,67 @@
+"""The Redis layer's batch calls (realtime.layers): what the hubs' publisher and reader use.
+
+A batch must be what the same events sent one by one would be: every member of each group
+gets each event once, in the order sent, and the stock calls still read what a batch wrote.
+"""
+
+import asyncio
+
+import pytest
+
+from realtime.layers import RedisChannelLayer
+
+from .support.services import redis_server
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    with redis_server() as server:
+        yield server.url
+
+
+def _layer(url: str) -> RedisChannelLayer:
+    return RedisChannelLayer(hosts=[{"address": url}], prefix="batch-test", capacity=10_000)
+
+
+async def _read_all(layer: RedisChannelLayer, channel: str, count: int) -> list[dict]:
+    got: list[dict] = []
+    while len(got) < count:
+        got += await asyncio.wait_for(layer.receive_many(channel, limit=7), 5)
+    return got
+
+
+async def test_a_batch_reaches_every_member_once_in_the_order_sent(redis_url):
+    # Two processes' hubs: a layer each (a process has one hub, so one channel per layer).
+    layer, other = _layer(redis_url), _layer(redis_url)
+    first, second = await layer.new_channel("hub."), await other.new_channel("hub.")
+    await layer.group_add("room-1", first)
+    await other.group_add("room-1", second)
+    await layer.group_add("room-2", first)
+    events = [(f"room-{1 + i % 2}", {"type": "hub.frame", "seq": i}) for i in range(60)]
+    await layer.group_send_many(events)
+    # Two batches back to back keep their order too (scores strictly increase).
+    await layer.group_send_many([("room-1", {"type": "hub.frame", "seq": 60})])
+    got_first = await _read_all(layer, first, 61)
+    got_second = await _read_all(other, second, 31)
+    assert [m["seq"] for m in got_first] == list(range(61))
+    assert [m["seq"] for m in got_second] == [*range(0, 60, 2), 60]
+    await layer.flush()
+
+
+async def test_a_batch_to_groups_without_members_sends_nothing_and_fails_nothing(redis_url):
+    layer = _layer(redis_url)
+    channel = await layer.new_channel("hub.")
+    await layer.group_send_many([("room-empty", {"type": "hub.frame", "seq": 1})])
+    await layer.send(channel, {"type": "hub.probe", "n": 1})
+    assert await layer.receive_many(channel) == [{"type": "hub.probe", "n": 1}]
+    await layer.flush()
+
+
+async def test_stock_receive_reads_what_a_batch_wrote(redis_url):
+    layer = _layer(redis_url)
+    channel = await layer.new_channel("hub.")
+    await layer.group_add("room-3", channel)
+    await layer.group_send_many([("room-3", {"type": "hub.frame", "seq": 5})])
+    message = await asyncio.wait_for(layer.receive(channel), 5)
+    assert message == {"type": "hub.frame", "seq": 5}
+    await layer.flush()
