@@ -30,7 +30,7 @@ logger = logging.getLogger("bench")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Shares of a target's time: the ladders (S2, S4) run several steps, S1 and S3 one each.
-WEIGHTS = {"S1": 1.0, "S2": 3.0, "S3": 1.5, "S4": 3.0}
+WEIGHTS = {"S1": 1.0, "S2": 3.0, "S3": 1.5, "S4": 3.0, "S5": 2.0}
 PACKAGES = ["Django", "channels", "channels-redis", "uvicorn", "websockets", "uvloop", "orjson"]
 
 
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short steps, for a smoke test")
     parser.add_argument("--duration", type=float, help="seconds of sending per step")
     parser.add_argument("--s3-clients", type=int, help="idle sockets in S3 (default 5000)")
+    parser.add_argument("--s5-clients", type=int, help="sockets in the S5 storm (default 5000)")
     parser.add_argument("--procs", type=int, help="load-generator processes (default 2)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
@@ -155,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     timing = QUICK if args.quick else FULL
-    overrides = {"duration": args.duration, "s3_clients": args.s3_clients, "procs": args.procs}
+    overrides = {
+        "duration": args.duration,
+        "s3_clients": args.s3_clients,
+        "s5_clients": args.s5_clients,
+        "procs": args.procs,
+    }
     timing = dataclasses.replace(timing, **{k: v for k, v in overrides.items() if v is not None})
     raise_nofile()  # every server and load-generator process inherits the raised limit
     # Servers run in sessions of their own, so a SIGTERM to this process would not reach them:

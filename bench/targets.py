@@ -38,6 +38,7 @@ class Needs:
 
     users: int
     rooms: int
+    members_per_room: int = 0  # user i a member of room i // this (S5's sidebars)
 
 
 @dataclass
@@ -84,6 +85,19 @@ class Running:
         """Restart the web server, so each scenario starts from a fresh process."""
         self.server.stop()
         self.server.start()
+
+    def room_seqs(self, count: int) -> dict[str, int]:
+        """``last_seq`` of the first ``count`` rooms, by slug."""
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.seed", "--room-seqs", "--rooms", str(count)],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return json.loads(out.stdout)["seqs"]
 
     def messages_stored(self) -> int | None:
         """How many messages the target has stored (None if it stores none)."""
@@ -165,6 +179,8 @@ def _product_prepare(env: dict[str, str], needs: Needs, tmp: Path) -> dict:
         str(needs.rooms),
         "--out",
         str(tmp / "seed.json"),
+        "--members-per-room",
+        str(needs.members_per_room),
     ]
     for command in (
         [sys.executable, "manage.py", "migrate", "--noinput"],

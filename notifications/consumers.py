@@ -139,6 +139,8 @@ class NotificationConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
         if not await self.accept_user():
             return
         await self.notifications_join()
+        # Awaited here (the room socket loads it in the background): the unread frame below
+        # tells the page its sidebar counts are loaded too.
         await self.sidebar_join()
         # Queued behind anything already delivered, so the client's count ends up current.
         self.enqueue(self.unread_frame())

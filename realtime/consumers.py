@@ -338,6 +338,17 @@ class HubConsumer(AsyncWebsocketConsumer):
         """Handle one parsed frame; subclasses override."""
         raise ClientError("unknown_type", f"Unknown frame type {frame['type']!r}.")
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """The socket closed: release it, without Channels' ``aclose_old_connections``.
+
+        That is a hop to the database thread per closing socket, which every
+        ``database_sync_to_async`` call makes anyway: on a restart, thousands of sockets close
+        at once and their hops, one at a time, held the old process up for seconds (S5,
+        docs/performance.md) while the new one could not start.
+        """
+        await self.disconnect(message.get("code", 1000))
+        raise StopConsumer()
+
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes: leave the hub and stop writing."""
         await self.release()

@@ -160,7 +160,7 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
         self.start_writer()
         # After the writer starts, so loading the unread counts never holds back the chat.
         await self.notifications_join()
-        await self.sidebar_join()
+        self.sidebar_start()
 
     async def send_history(self, after: int) -> int:
         """Send every change after ``after`` (capped) and a ``synced`` frame.
