@@ -88,8 +88,12 @@ class Running:
 
     def room_seqs(self, count: int) -> dict[str, int]:
         """``last_seq`` of the first ``count`` rooms, by slug."""
+        return self._seed("--room-seqs", "--rooms", str(count))["seqs"]
+
+    def _seed(self, *args: str) -> dict:
+        """Run ``bench.seed`` on this target's database; its JSON answer."""
         out = subprocess.run(
-            [sys.executable, "-m", "bench.seed", "--room-seqs", "--rooms", str(count)],
+            [sys.executable, "-m", "bench.seed", *args],
             cwd=ROOT,
             env=self.env,
             check=True,
@@ -97,22 +101,13 @@ class Running:
             text=True,
             timeout=120,
         )
-        return json.loads(out.stdout)["seqs"]
+        return json.loads(out.stdout)
 
     def messages_stored(self) -> int | None:
         """How many messages the target has stored (None if it stores none)."""
         if not self.stores_messages:
             return None
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.seed", "--count-messages"],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        return int(json.loads(out.stdout)["messages"])
+        return int(self._seed("--count-messages")["messages"])
 
 
 def _uvicorn(app: str, port: int, workers: int, extra: list[str] | None = None) -> list[str]:
