@@ -66,6 +66,11 @@ def _counts(user: Any) -> list[tuple[int, str, int, int]]:
 
 
 @database_sync_to_async
+def _rooms(user: Any) -> list[tuple[int, str]]:
+    return selectors.conversations_ids(user=user)
+
+
+@database_sync_to_async
 def _count(user: Any, room_id: int) -> tuple[int, int] | None:
     return selectors.room_unread(user=user, room_id=room_id)
 
@@ -168,10 +173,10 @@ class SidebarMixin:
         async with _load_gate():
             if self.watches is None:
                 return  # released while waiting for its turn
-            rows = await _counts(self.user)
+            rows = await _rooms(self.user)
             if self.watches is None:
                 return
-            watches = [RoomWatch(self, room_id, slug) for room_id, slug, _, _ in rows]
+            watches = [RoomWatch(self, room_id, slug) for room_id, slug in rows]
             self.watches.update((w.slug, w) for w in watches)
             await self._subscribe(watches)
             if self.watches is None:
