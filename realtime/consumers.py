@@ -4,6 +4,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import sys
 from typing import Any
 
 import orjson
@@ -74,7 +75,13 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def failed(self, message: dict[str, Any]) -> None:
         """A handler raised: log it, tell the client, keep serving (or close while opening)."""
         kind = message.get("type")
-        logger.exception("socket handler failed on %s", kind)
+        if isinstance(sys.exc_info()[1], OSError):
+            # The client went away mid-handler (uvicorn's ClientDisconnected is an OSError):
+            # routine when thousands reconnect at once and some give up waiting (S5), and a
+            # traceback for each would cost the server CPU it needs for the others.
+            logger.debug("socket closed by its client during %s", kind, exc_info=True)
+        else:
+            logger.exception("socket handler failed on %s", kind)
         try:
             if kind == "websocket.receive" and not self.closing:
                 await self.send_error("server_error", "The server failed on this frame.")
@@ -154,13 +161,13 @@ class HubConsumer(AsyncWebsocketConsumer):
         opened, so it cannot outlive the socket by more than that; a session that was renewed
         meanwhile passes the check, and the next one comes an age later.
         """
+        # A bound method, not a closure: one fewer function object and cell on every socket.
         loop = asyncio.get_running_loop()
+        self.session_timer = loop.call_later(settings.SESSION_COOKIE_AGE, self._session_expired)
 
-        def expired() -> None:
-            self.session_check()
-            self.session_expiry_watch()
-
-        self.session_timer = loop.call_later(settings.SESSION_COOKIE_AGE, expired)
+    def _session_expired(self) -> None:
+        self.session_check()
+        self.session_expiry_watch()
 
     def session_check(self, renamed: list[str] | None = None) -> None:
         """Re-check this socket's session soon; close with 4401 if it no longer logs in."""
