@@ -33,13 +33,23 @@ class NotificationsMixin:
     wait, and a notification id at or below ``through`` is never counted twice.
     """
 
-    unread = 0
-    unread_through = 0
-    unread_recent: frozenset[int] | set[int] = frozenset()
-    notifications_waiting: list[dict[str, Any]] | None = None
-    notifications_joined = False
-    resnapshot_scheduled = False
-    snapshots_loading = 0
+    unread: int
+    unread_through: int
+    unread_recent: frozenset[int] | set[int]
+    notifications_waiting: list[dict[str, Any]] | None
+    notifications_joined: bool
+    resnapshot_scheduled: bool
+    snapshots_loading: int
+    # Set on every socket by ``HubConsumer.__init__``, in this order (see there why).
+    socket_state: dict[str, Any] = {
+        "unread": 0,
+        "unread_through": 0,
+        "unread_recent": frozenset(),
+        "notifications_waiting": None,
+        "notifications_joined": False,
+        "resnapshot_scheduled": False,
+        "snapshots_loading": 0,
+    }
 
     async def notifications_join(self) -> None:
         """Receive this user's notifications and load the unread count."""

@@ -246,7 +246,10 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
         "react": receive_react,
     }
 
-    resync_scheduled = False
+    room: Room | None
+    resync_scheduled: bool
+    # Set on every socket by ``HubConsumer.__init__``, in this order (see there why).
+    socket_state: dict[str, Any] = {"room": None, "resync_scheduled": False}
 
     def resync(self) -> None:
         """Send whatever was stored after the last seq this socket got."""

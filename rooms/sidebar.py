@@ -140,14 +140,19 @@ class RoomWatch:
 class SidebarMixin:
     """Adds the live sidebar to a ``HubConsumer``: call ``sidebar_join`` once connected."""
 
-    watches: dict[str, RoomWatch] | None = None
-    sidebar_resync_scheduled = False
+    watches: dict[str, RoomWatch] | None
+    sidebar_resync_scheduled: bool
+    sidebar_task: "asyncio.Task[None] | None"
+    # Set on every socket by ``HubConsumer.__init__``, in this order (see there why).
+    socket_state: dict[str, Any] = {
+        "watches": None,
+        "sidebar_task": None,
+        "sidebar_resync_scheduled": False,
+    }
 
     @property
     def username(self) -> str:
         return self.user.get_username()
-
-    sidebar_task: "asyncio.Task[None] | None" = None
 
     def sidebar_start(self) -> None:
         """Join the sidebar in a task of its own: the socket's receive loop goes on meanwhile,
@@ -162,6 +167,8 @@ class SidebarMixin:
             raise
         except Exception:
             logger.exception("loading a socket's sidebar failed")
+        finally:
+            self.sidebar_task = None  # a finished task would stay in memory with the socket
 
     async def sidebar_join(self) -> None:
         """Watch every room of the user: load the rooms, subscribe, then load their counts.
