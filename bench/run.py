@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
     parser.add_argument("--quick", action="store_true", help="short steps, for a smoke test")
     parser.add_argument("--duration", type=float, help="seconds of sending per step")
-    parser.add_argument("--s3-clients", type=int, help="idle sockets in S3 (default 5000)")
+    parser.add_argument("--s3-clients", type=int, help="idle sockets in S3 (default 10000)")
     parser.add_argument("--s5-clients", type=int, help="sockets in the S5 storm (default 5000)")
     parser.add_argument("--procs", type=int, help="load-generator processes (default 2)")
     parser.add_argument("--out", type=Path, default=RESULTS)
