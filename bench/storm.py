@@ -409,7 +409,10 @@ def s5_storm(running: Any, timing: Any) -> dict[str, Any]:
         parts = storm.ask("tally", (restart, final))
     ready = sorted(s for p in parts[:-1] for s in p["ready_s"] if s >= 0)
     out["ready_s"] = (
-        {q: ready[min(len(ready) - 1, int(q * len(ready)))] for q in (0.5, 0.9, 0.99)}
+        {
+            f"p{round(q * 100)}": ready[min(len(ready) - 1, int(q * len(ready)))]
+            for q in (0.5, 0.9, 0.99)
+        }
         if ready
         else {}
     )
