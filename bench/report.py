@@ -17,6 +17,8 @@ RATIOS = [
     ("product-prod", "asgi", "S1", "p99 latency", "<= 2"),
     ("product-embedded", "asgi", "S3", "RSS per connection", "<= 1.3"),
     ("product-prod", "asgi", "S3", "RSS per connection", "<= 1.3"),
+    ("product-embedded", "asgi", "S5", "time until every socket caught up", "<= 2"),
+    ("product-prod", "asgi", "S5", "time until every socket caught up", "<= 2"),
 ]
 
 
@@ -41,6 +43,8 @@ def _metric(results: dict[str, Any], target: str, scenario: str, what: str) -> f
         return data["latency_ms"]["p99"] if data["loss_pct"] == 0 else None
     if what == "RSS per connection":
         return data["rss_per_conn_kib"]
+    if what == "time until every socket caught up":
+        return data["all_caught_up_s"]  # None: not every socket caught up within the limit
     raise ValueError(what)
 
 
@@ -154,11 +158,29 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     if busy:
         lines += ["", "Machine busy with other work just before each target: " + ", ".join(busy)]
+    storms = [(n, d["S5"]) for n, d in results["targets"].items() if "clients" in d.get("S5", {})]
+    if storms:
+        lines += [
+            "",
+            "| S5 reconnect storm | sockets | stopped / serving s | every socket caught up s "
+            "| p50 / p99 s | lost | doubled | connects failed | closed under it |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, s5 in storms:
+            ready = s5.get("ready_s") or {}
+            lines.append(
+                f"| {name} | {s5['caught_up']:,} / {s5['clients']:,} "
+                f"| {_fmt(s5['stop_s'], 1)} / {_fmt(s5['serving_s'], 1)} "
+                f"| {_fmt(s5['all_caught_up_s'], 1)} "
+                f"| {_fmt(ready.get('p50'), 1)} / {_fmt(ready.get('p99'), 1)} "
+                f"| {'-' if s5['lost'] is None else s5['lost']} | {s5['doubled']} "
+                f"| {sum(s5['failures'].values()):,} | {sum(s5['closes'].values()):,} |"
+            )
     errors = {n: d["error"] for n, d in results["targets"].items() if "error" in d}
     errors |= {
         f"{n} {s}": d[s]["error"]
         for n, d in results["targets"].items()
-        for s in ("S1", "S2", "S3", "S4")
+        for s in ("S1", "S2", "S3", "S4", "S5")
         if isinstance(d.get(s), dict) and "error" in d[s]
     }
     if errors:

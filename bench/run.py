@@ -31,7 +31,7 @@ logger = logging.getLogger("bench")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Shares of a target's time: the ladders (S2, S4) run several steps, S1 and S3 one each.
-WEIGHTS = {"S1": 1.0, "S2": 3.0, "S3": 1.5, "S4": 3.0, "P1": 1.5}
+WEIGHTS = {"S1": 1.0, "S2": 3.0, "S3": 1.5, "S4": 3.0, "S5": 2.0, "P1": 1.5}
 # P1 (presence under churn, bench/presence.py): on request (--scenarios P1), or alone with
 # `python -m bench.presence` as `make bench` does, so it takes no time from S1-S4's budget.
 SCENARIOS["P1"] = p1_presence_churn
@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="short steps, for a smoke test")
     parser.add_argument("--duration", type=float, help="seconds of sending per step")
-    parser.add_argument("--s3-clients", type=int, help="idle sockets in S3 (default 5000)")
+    parser.add_argument("--s3-clients", type=int, help="idle sockets in S3 (default 10000)")
+    parser.add_argument("--s5-clients", type=int, help="sockets in the S5 storm (default 5000)")
     parser.add_argument("--procs", type=int, help="load-generator processes (default 2)")
     parser.add_argument(
         "--s4-rates", type=float, nargs="+", help="S4's ladder: messages/s per user, in order"
@@ -164,7 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     timing = QUICK if args.quick else FULL
-    overrides = {"duration": args.duration, "s3_clients": args.s3_clients, "procs": args.procs}
+    overrides = {
+        "duration": args.duration,
+        "s3_clients": args.s3_clients,
+        "s5_clients": args.s5_clients,
+        "procs": args.procs,
+    }
     overrides["s4_rates"] = tuple(args.s4_rates) if args.s4_rates else None
     timing = dataclasses.replace(timing, **{k: v for k, v in overrides.items() if v is not None})
     raise_nofile()  # every server and load-generator process inherits the raised limit

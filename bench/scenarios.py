@@ -7,6 +7,7 @@ from typing import Any
 
 from .loadgen import Client, Config, LoadRun, Phase, room_clients
 from .server import Service
+from .storm import s5_storm
 from .system import Usage, machine_cpu_seconds, wait_quiet
 from .targets import Needs, Running
 
@@ -33,12 +34,19 @@ class Timing:
     s2_senders: int = 20
     # Steps climb by 2x until one fails, then ``refine`` geometric bisections narrow the gap.
     s2_rates: tuple[float, ...] = (2, 4, 8, 16, 32, 64)
-    s3_clients: int = 5000
+    s3_clients: int = 10000  # issue 12: 10,000 idle sockets on one process
     s3_room_size: int = 100
     s3_rate: float = 2.0
     s4_rooms: int = 500
     s4_room_size: int = 4
     s4_rates: tuple[float, ...] = (0.25, 0.5, 1, 2, 4, 8)
+    s5_clients: int = 5000  # the reconnect storm (bench/storm.py)
+    s5_rooms: int = 500
+    s5_senders: int = 50
+    s5_rate: float = 1.0  # messages/s per sender, on through the restart
+    s5_before: float = 2.0  # seconds of sending before the restart, and after the storm
+    s5_after: float = 2.0
+    s5_limit: float = 120.0  # seconds the storm may take before it is reported unfinished
     refine: int = 1  # bisection steps between the last good and the first bad rate
     procs: int = 2  # load-generator processes
     deadline: float | None = None  # time.monotonic() after which ladders stop climbing
@@ -46,14 +54,24 @@ class Timing:
     def needs(self) -> Needs:
         """Users and rooms a target must have for every scenario."""
         users = max(self.s1_clients, self.s2_clients, self.s3_clients)
-        users = max(users, self.s4_rooms * self.s4_room_size)
-        rooms = max(self.s4_rooms, -(-self.s3_clients // self.s3_room_size))
-        return Needs(users=users, rooms=rooms)
+        users = max(users, self.s4_rooms * self.s4_room_size, self.s5_clients + self.s5_senders)
+        rooms = max(self.s4_rooms, -(-self.s3_clients // self.s3_room_size), self.s5_rooms)
+        members = -(-self.s5_clients // self.s5_rooms)
+        return Needs(users=users, rooms=rooms, members_per_room=members)
 
 
 FULL = Timing()
 QUICK = Timing(
-    duration=3.0, warmup=0.5, s1_drain=1.0, refine=0, s2_rates=(2, 16), s4_rates=(0.25, 2)
+    duration=3.0,
+    warmup=0.5,
+    s1_drain=1.0,
+    refine=0,
+    s2_rates=(2, 16),
+    s4_rates=(0.25, 2),
+    s3_clients=1000,
+    s5_clients=1000,
+    s5_rooms=100,
+    s5_senders=10,
 )
 
 
@@ -248,4 +266,5 @@ SCENARIOS = {
     "S2": s2_saturation,
     "S3": s3_idle,
     "S4": s4_small_rooms,
+    "S5": s5_storm,
 }

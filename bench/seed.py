@@ -74,6 +74,34 @@ def sessions_create(users: list[Any]) -> list[str]:
     return cookies
 
 
+def members_ensure(users: list[Any], slugs: list[str], per_room: int) -> int:
+    """Make user ``i`` a member of room ``i // per_room`` (S5: every socket's sidebar has a room).
+
+    In bulk, as a membership starts (``last_read_seq`` at the room's seq): the benchmark seeds
+    thousands, and ``room_join`` would take a transaction each.
+    """
+    from rooms.models import Membership, Room
+
+    rooms = {r.slug: r for r in Room.objects.filter(slug__in=slugs)}
+    wanted = [
+        Membership(room=rooms[slugs[i // per_room]], user=user, last_read_seq=0)
+        for i, user in enumerate(users[: len(slugs) * per_room])
+    ]
+    for member in wanted:
+        member.last_read_seq = member.room.last_seq
+    Membership.objects.bulk_create(wanted, batch_size=1000, ignore_conflicts=True)
+    return len(wanted)
+
+
+def room_seqs(count: int) -> dict[str, int]:
+    """Latest seq of the first ``count`` benchmark rooms, by slug (S5 checks that every socket
+    heard every change after its start)."""
+    from rooms.models import Room
+
+    names = [ROOM.format(i) for i in range(count)]
+    return dict(Room.objects.filter(name__in=names).values_list("slug", "last_seq"))
+
+
 def messages_count() -> int:
     """How many messages are stored."""
     from rooms.models import Message
@@ -87,11 +115,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=0)
     parser.add_argument("--rooms", type=int, default=0)
     parser.add_argument("--out", help="write the JSON here instead of standard output")
+    parser.add_argument("--members-per-room", type=int, default=0)
     parser.add_argument("--count-messages", action="store_true")
+    parser.add_argument("--room-seqs", action="store_true", help="last_seq of every bench room")
     args = parser.parse_args(argv)
     _setup()
     if args.count_messages:
         result: dict[str, Any] = {"messages": messages_count()}
+    elif args.room_seqs:
+        result = {"seqs": room_seqs(args.rooms)}
     else:
         users = users_ensure(args.users)
         result = {
@@ -100,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
             "cookies": sessions_create(users),
             "rooms": rooms_ensure(args.rooms),
         }
+        if args.members_per_room:
+            per_room = args.members_per_room
+            result["members"] = members_ensure(users, result["rooms"], per_room)
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(result, handle)

@@ -81,8 +81,9 @@ class Service:
         assert self.process is not None, f"{self.name} is not running"
         return self.process.pid
 
-    def start(self, timeout: float = 60) -> "Service":
-        """Start the process and return once it is ready and its start-up work has settled."""
+    def start(self, timeout: float = 60, settle: bool = True) -> "Service":
+        """Start the process and return once it is ready and (``settle``) its start-up work
+        has settled; S5 starts it under a storm of reconnects, where it never would."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -105,7 +106,8 @@ class Service:
                 self.stop()
                 raise TimeoutError(f"{self.name} was not ready within {timeout:.0f}s")
             time.sleep(0.1)
-        self._settle(deadline)
+        if settle:
+            self._settle(deadline)
         self._stop_sampling.clear()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()

@@ -38,6 +38,7 @@ class Needs:
 
     users: int
     rooms: int
+    members_per_room: int = 0  # user i a member of room i // this (S5's sidebars)
 
 
 @dataclass
@@ -85,12 +86,14 @@ class Running:
         self.server.stop()
         self.server.start()
 
-    def messages_stored(self) -> int | None:
-        """How many messages the target has stored (None if it stores none)."""
-        if not self.stores_messages:
-            return None
+    def room_seqs(self, count: int) -> dict[str, int]:
+        """``last_seq`` of the first ``count`` rooms, by slug."""
+        return self._seed("--room-seqs", "--rooms", str(count))["seqs"]
+
+    def _seed(self, *args: str) -> dict:
+        """Run ``bench.seed`` on this target's database; its JSON answer."""
         out = subprocess.run(
-            [sys.executable, "-m", "bench.seed", "--count-messages"],
+            [sys.executable, "-m", "bench.seed", *args],
             cwd=ROOT,
             env=self.env,
             check=True,
@@ -98,7 +101,13 @@ class Running:
             text=True,
             timeout=120,
         )
-        return int(json.loads(out.stdout)["messages"])
+        return json.loads(out.stdout)
+
+    def messages_stored(self) -> int | None:
+        """How many messages the target has stored (None if it stores none)."""
+        if not self.stores_messages:
+            return None
+        return int(self._seed("--count-messages")["messages"])
 
 
 def _uvicorn(app: str, port: int, workers: int, extra: list[str] | None = None) -> list[str]:
@@ -165,6 +174,8 @@ def _product_prepare(env: dict[str, str], needs: Needs, tmp: Path) -> dict:
         str(needs.rooms),
         "--out",
         str(tmp / "seed.json"),
+        "--members-per-room",
+        str(needs.members_per_room),
     ]
     for command in (
         [sys.executable, "manage.py", "migrate", "--noinput"],

@@ -213,6 +213,11 @@ if REDIS_URL:
             "OPTIONS": {"socket_timeout": 5.0, "socket_connect_timeout": 5.0},
         }
     }
+    # Sessions read from Redis, written to both (Django's cached_db): every socket's handshake
+    # and session re-check reads its session, so a reconnect storm after a restart is not a
+    # database storm (docs/performance.md, S5). Logging out deletes both copies.
+    if env_bool("SESSION_CACHE", True):
+        SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     CHANNEL_LAYERS = {
         "default": {

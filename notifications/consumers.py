@@ -33,19 +33,30 @@ class NotificationsMixin:
     wait, and a notification id at or below ``through`` is never counted twice.
     """
 
-    unread = 0
-    unread_through = 0
-    unread_recent: frozenset[int] | set[int] = frozenset()
-    notifications_waiting: list[dict[str, Any]] | None = None
-    notifications_joined = False
-    resnapshot_scheduled = False
-    snapshots_loading = 0
+    unread: int
+    unread_through: int
+    unread_recent: frozenset[int] | set[int]
+    notifications_waiting: list[dict[str, Any]] | None
+    notifications_joined: bool
+    resnapshot_scheduled = False  # rare: not in ``socket_state``
+    snapshots_loading: int
+    # Set on every socket by ``HubConsumer.__init__``, in this order (see there why).
+    socket_state: dict[str, Any] = {
+        "unread": 0,
+        "unread_through": 0,
+        "unread_recent": frozenset(),
+        "notifications_waiting": None,
+        "notifications_joined": False,
+        "snapshots_loading": 0,
+    }
 
     async def notifications_join(self) -> None:
         """Receive this user's notifications and load the unread count."""
         self.unread = 0
         self.unread_through = 0
-        self.unread_recent: set[int] = set()
+        # The class's empty frozenset until a notification comes: most sockets never get one,
+        # and an empty set is 216 bytes on each of them (S3).
+        self.unread_recent = frozenset()
         self.notifications_waiting = []
         self.notifications_joined = True
         await self.join_user()
@@ -73,7 +84,7 @@ class NotificationsMixin:
                 self.deliver_event(payload)
 
     def _unread_set(self, unread: int, through: int) -> None:
-        self.unread_recent = {i for i in self.unread_recent if i > through}
+        self.unread_recent = {i for i in self.unread_recent if i > through} or frozenset()
         self.unread = unread + len(self.unread_recent)
         self.unread_through = max(through, 0)
 
@@ -100,6 +111,8 @@ class NotificationsMixin:
                     # Keep the set bounded: the count already includes these ids, and raising
                     # ``through`` past them means none of them is ever counted again.
                     self.unread_through = max(self.unread_recent)
+                    self.unread_recent = frozenset()
+                if not isinstance(self.unread_recent, set):
                     self.unread_recent = set()
                 self.unread_recent.add(notification_id)
                 self.unread += 1
@@ -139,6 +152,8 @@ class NotificationConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
         if not await self.accept_user():
             return
         await self.notifications_join()
+        # Awaited here (the room socket loads it in the background): the unread frame below
+        # tells the page its sidebar counts are loaded too.
         await self.sidebar_join()
         # Queued behind anything already delivered, so the client's count ends up current.
         self.enqueue(self.unread_frame())

@@ -26,6 +26,16 @@ class SessionAuthMiddleware:
         self.session_store = import_module(settings.SESSION_ENGINE).SessionStore
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        user, session_key = await self._resolve(scope)
+        # The session is not kept: sockets never write it, and it would stay in memory for
+        # the socket's whole life. Its key is, so the socket can check later that the session
+        # still exists and still logs the user in (realtime.sessions). Resolved in a coroutine
+        # of its own so that its locals (the cookies, the decoded session) are freed now, not
+        # held by this frame for as long as the socket is open (S3, docs/performance.md).
+        scope = {**scope, "user": user, "session_key": session_key}
+        return await self.app(scope, receive, send)
+
+    async def _resolve(self, scope: dict[str, Any]) -> tuple[Any, str | None]:
         cookie = b""
         for name, value in scope.get("headers", ()):
             if name == b"cookie":
@@ -34,8 +44,4 @@ class SessionAuthMiddleware:
         cookies = parse_cookie(cookie.decode("latin1"))
         session = self.session_store(cookies.get(settings.SESSION_COOKIE_NAME))
         user = await get_user({"session": session})
-        # The session is not kept: sockets never write it, and it would stay in memory for
-        # the socket's whole life. Its key is, so the socket can check later that the session
-        # still exists and still logs the user in (realtime.sessions).
-        scope = {**scope, "user": user, "session_key": session.session_key}
-        return await self.app(scope, receive, send)
+        return user, session.session_key

@@ -4,6 +4,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import sys
 from typing import Any
 
 import orjson
@@ -44,8 +45,45 @@ class HubConsumer(AsyncWebsocketConsumer):
     """
 
     groups_joined: list[str]
-    user_id: int | None = None
-    presence_counted = False
+    # Channels' own layer groups: none (the hub's are ``groups_joined``). Class attributes, so
+    # Channels sets neither on each socket.
+    groups: tuple[str, ...] = ()
+    channel_layer = None
+
+    # Every attribute a socket ever sets, with its value until then, set in this order by
+    # ``__init__`` (then the mixins', then the consumer's). Sockets whose attributes are set in
+    # the same order, fewer than 30 of them, share one key table (CPython's key-sharing
+    # dictionaries) and each keeps only its values: 1.3 KB less per idle socket than a dict of
+    # its own (S3, docs/performance.md; 29 attributes in all on a room socket today). A new
+    # attribute belongs in one of these tables, and past 29 costs every socket that 1.3 KB.
+    socket_state: dict[str, Any] = {
+        "scope": None,
+        "base_send": None,
+        "frame_send": None,
+        "user": None,
+        "groups_joined": (),
+        "backlog": None,
+        "writer": None,
+        "skip_through": 0,
+        "last_seq": 0,
+        "closing": False,
+        "released": True,  # until connected: nothing to release
+        "refused": 0,
+        "socket_id": None,
+        "user_id": None,  # set once logged in: counted online (realtime.presence) until released
+        "session_key": None,
+        "session_task": None,
+        "session_timer": None,
+    }
+    # Rare states, not in the table: a socket that reaches one gets a key of its own then.
+    closer: "asyncio.Future[None] | None" = None  # set only on a socket being closed
+    session_recheck = False  # a session check came while one was running
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for klass in reversed(type(self).__mro__):
+            for name, value in vars(klass).get("socket_state", {}).items():
+                setattr(self, name, value)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Serve one socket: ``AsyncConsumer.__call__`` without a channel of its own.
@@ -54,7 +92,6 @@ class HubConsumer(AsyncWebsocketConsumer):
         which keeps a task per socket and makes a new one for every frame received.
         """
         self.scope = scope
-        self.channel_layer = None
         self.base_send = send
         try:
             while True:
@@ -77,7 +114,13 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def failed(self, message: dict[str, Any]) -> None:
         """A handler raised: log it, tell the client, keep serving (or close while opening)."""
         kind = message.get("type")
-        logger.exception("socket handler failed on %s", kind)
+        if isinstance(sys.exc_info()[1], OSError):
+            # The client went away mid-handler (uvicorn's ClientDisconnected is an OSError):
+            # routine when thousands reconnect at once and some give up waiting (S5), and a
+            # traceback for each would cost the server CPU it needs for the others.
+            logger.debug("socket closed by its client during %s", kind, exc_info=True)
+        else:
+            logger.exception("socket handler failed on %s", kind)
         try:
             if kind == "websocket.receive" and not self.closing:
                 await self.send_error("server_error", "The server failed on this frame.")
@@ -114,7 +157,6 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.socket_id: str | None = None  # set while counted in the user's open sockets
         self.session_key: str | None = self.scope.get("session_key")
         self.session_task: asyncio.Future[None] | None = None
-        self.session_recheck = False
         self.session_timer: asyncio.TimerHandle | None = None
         self.frame_send = self.base_send
         await super().websocket_connect(message)
@@ -136,7 +178,6 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.user_id = self.user.pk
         # Every open socket of a logged-in user makes them online (realtime.presence).
         get_presence().user_open(self.user.pk, self.user.get_username())
-        self.presence_counted = True
         return True
 
     async def join(self, group: str) -> None:
@@ -162,13 +203,13 @@ class HubConsumer(AsyncWebsocketConsumer):
         opened, so it cannot outlive the socket by more than that; a session that was renewed
         meanwhile passes the check, and the next one comes an age later.
         """
+        # A bound method, not a closure: one fewer function object and cell on every socket.
         loop = asyncio.get_running_loop()
+        self.session_timer = loop.call_later(settings.SESSION_COOKIE_AGE, self._session_expired)
 
-        def expired() -> None:
-            self.session_check()
-            self.session_expiry_watch()
-
-        self.session_timer = loop.call_later(settings.SESSION_COOKIE_AGE, expired)
+    def _session_expired(self) -> None:
+        self.session_check()
+        self.session_expiry_watch()
 
     def session_check(self, renamed: list[str] | None = None) -> None:
         """Re-check this socket's session soon; close with 4401 if it no longer logs in."""
@@ -184,12 +225,12 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def _session_verify(self) -> None:
         try:
             while not self.closing:
-                self.session_recheck = False
                 if not await _session_valid(self.session_key, self.user.pk):
                     self.close_soon(CLOSE_UNAUTHENTICATED)
                     return
                 if not self.session_recheck:
                     return
+                self.session_recheck = False  # asked again while checking: check once more
         except Exception:
             logger.exception("session check of a socket failed")
         finally:
@@ -216,7 +257,7 @@ class HubConsumer(AsyncWebsocketConsumer):
 
     def revoke(self, user_id: int) -> None:
         """Close this socket (4403) if it is ``user_id``'s."""
-        user = getattr(self, "user", None)
+        user = self.user
         if user is not None and user.pk == user_id:
             self.close_soon(CLOSE_FORBIDDEN)
 
@@ -346,22 +387,33 @@ class HubConsumer(AsyncWebsocketConsumer):
         """Handle one parsed frame; subclasses override."""
         raise ClientError("unknown_type", f"Unknown frame type {frame['type']!r}.")
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """The socket closed: release it, without Channels' ``aclose_old_connections``.
+
+        That is a hop to the database thread per closing socket, which every
+        ``database_sync_to_async`` call makes anyway: on a restart, thousands of sockets close
+        at once and their hops, one at a time, held the old process up for seconds (S5,
+        docs/performance.md) while the new one could not start.
+        """
+        await self.disconnect(message.get("code", 1000))
+        raise StopConsumer()
+
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes: leave the hub and stop writing."""
         await self.release()
 
     async def release(self) -> None:
         """Leave the hub, stop writing and uncount the socket (once, however it ended)."""
-        if getattr(self, "released", True):
+        if self.released:
             return  # never connected, or released already
         self.released = True
         self.closing = True
         for task in (self.writer, self.session_task, self.session_timer):
             if task is not None:
                 task.cancel()
-        if self.presence_counted:
-            self.presence_counted = False
-            get_presence().user_close(self.user_id)
+        if self.user_id is not None:  # counted online since accept_user
+            user_id, self.user_id = self.user_id, None
+            get_presence().user_close(user_id)
         self.backlog = None
         groups, self.groups_joined = self.groups_joined, []
         try:

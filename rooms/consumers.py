@@ -161,17 +161,15 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
             return
         # ?presence=1 (the page) asks for the room's online members: queued behind the
         # catch-up, then each change of them. Every socket counts its user as in the room.
-        self.presence_listener = self if query.get("presence") == ["1"] else None
-        get_presence().room_enter(
-            self.room.pk, self.room.slug, self.user.pk, self.presence_listener
-        )
-        self.in_presence = True
+        listener = self if query.get("presence") == ["1"] else None
+        get_presence().room_enter(self.room.pk, self.room.slug, self.user.pk, listener)
+        self.presence_seat = (listener,)
         if "after" in query:
             self.skip_through = await self.send_history(after)
         self.start_writer()
         # After the writer starts, so loading the unread counts never holds back the chat.
         await self.notifications_join()
-        await self.sidebar_join()
+        self.sidebar_start()
 
     async def send_history(self, after: int) -> int:
         """Send every change after ``after`` (capped) and a ``synced`` frame.
@@ -252,7 +250,6 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
         await self.send_json({"type": "history", cursor: seq, "messages": messages, "more": more})
 
     reads = {"read": receive_read, "history": receive_history}
-    typing_at = -math.inf
 
     def receive_typing(self) -> None:
         """Tell the room's other users that this one is typing: never stored, no seq.
@@ -276,20 +273,25 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
         "react": receive_react,
     }
 
+    room: Room | None
+    # Set on every socket by ``HubConsumer.__init__``, in this order (see there why).
+    # ``presence_seat``: ``(listener,)`` while counted in the room's presence, else None.
+    socket_state: dict[str, Any] = {"room": None, "presence_seat": None}
+    # Rare states, not in the table (a socket that reaches one gets a key of its own then).
     resync_scheduled = False
-    in_presence = False
+    typing_at = -math.inf  # when this socket last relayed a typing frame
 
     def revoke(self, user_id: int) -> None:
         """A member left or was removed: this socket closes if theirs; the room's list changes."""
         super().revoke(user_id)
         get_presence().room_changed(self.room.pk)
 
-    async def disconnect(self, code: int) -> None:
-        """Called when the socket closes: leave the room's presence, then the hub."""
-        if self.in_presence:
-            self.in_presence = False
-            get_presence().room_leave(self.room.pk, self.user.pk, self.presence_listener)
-        await super().disconnect(code)
+    async def release(self) -> None:
+        """However the socket ended: leave the room's presence, then the hub."""
+        if self.presence_seat is not None:
+            (listener,), self.presence_seat = self.presence_seat, None
+            get_presence().room_leave(self.room.pk, self.user.pk, listener)
+        await super().release()
 
     def resync(self) -> None:
         """Send whatever was stored after the last seq this socket got."""

@@ -133,6 +133,10 @@ def changes_after(*, room_id: int, after: int, limit: int) -> tuple[list[Message
     # The room's seq first: every change up to it has committed (seqs are taken under the
     # room's row lock and commit in order), so the read below sees at least all of them.
     room_seq = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+    if room_seq <= after:
+        # Nothing changed since (no change has a seq above the room's): the common reconnect,
+        # and after a restart thousands of them at once (S5), so spare the query below.
+        return [], room_seq, False
     messages = list(
         _with_state(Message.objects.filter(room_id=room_id, changed_seq__gt=after)).order_by(
             "changed_seq"
@@ -207,6 +211,14 @@ def conversations_unread(
     if slug is not None:
         rooms = rooms.filter(slug=slug)
     return list(rooms.values_list("pk", "slug", "unread", "last_seq"))
+
+
+def conversations_ids(*, user: AbstractBaseUser) -> list[tuple[int, str]]:
+    """``(id, slug)`` of each of ``user``'s rooms: the rooms of ``conversations_unread`` without
+    counting (a socket subscribes to them before it loads the counts)."""
+    return list(
+        rooms_readable(user=user).filter(memberships__user_id=user.pk).values_list("pk", "slug")
+    )
 
 
 def room_unread(*, user: AbstractBaseUser, room_id: int) -> tuple[int, int] | None:

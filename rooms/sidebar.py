@@ -43,9 +43,31 @@ def _frame_facts(frame: str) -> tuple[str | None, str | None]:
     return data.get("type"), data.get("user")
 
 
+# Sidebar loads (two queries each) in flight per process. After a restart thousands of sockets
+# connect at once; unbounded, their loads filled the database thread's queue ahead of the next
+# sockets' catch-ups and kept the process from stopping (S5, docs/performance.md). The rest wait
+# here, on the event loop, costing nothing, and get their counts a moment later.
+SIDEBAR_LOADS = 2
+_gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+def _load_gate() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        _gates.clear()  # a loop of an earlier test or server run is gone
+        gate = _gates[loop] = asyncio.Semaphore(SIDEBAR_LOADS)
+    return gate
+
+
 @database_sync_to_async
 def _counts(user: Any) -> list[tuple[int, str, int, int]]:
     return selectors.conversations_unread(user=user)
+
+
+@database_sync_to_async
+def _rooms(user: Any) -> list[tuple[int, str]]:
+    return selectors.conversations_ids(user=user)
 
 
 @database_sync_to_async
@@ -118,12 +140,34 @@ class RoomWatch:
 class SidebarMixin:
     """Adds the live sidebar to a ``HubConsumer``: call ``sidebar_join`` once connected."""
 
-    watches: dict[str, RoomWatch] | None = None
-    sidebar_resync_scheduled = False
+    watches: dict[str, RoomWatch] | None
+    sidebar_resync_scheduled = False  # rare: not in ``socket_state``
+    sidebar_task: "asyncio.Task[None] | None"
+    # Set on every socket by ``HubConsumer.__init__``, in this order (see there why).
+    socket_state: dict[str, Any] = {
+        "watches": None,
+        "sidebar_task": None,
+    }
 
     @property
     def username(self) -> str:
         return self.user.get_username()
+
+    def sidebar_start(self) -> None:
+        """Join the sidebar in a task of its own: the socket's receive loop goes on meanwhile,
+        so a socket that closes (or a server that stops) while the load waits its turn is
+        released at once rather than after it."""
+        self.sidebar_task = asyncio.get_running_loop().create_task(self._sidebar_join_logged())
+
+    async def _sidebar_join_logged(self) -> None:
+        try:
+            await self.sidebar_join()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("loading a socket's sidebar failed")
+        finally:
+            self.sidebar_task = None  # a finished task would stay in memory with the socket
 
     async def sidebar_join(self) -> None:
         """Watch every room of the user: load the rooms, subscribe, then load their counts.
@@ -132,11 +176,21 @@ class SidebarMixin:
         keeps one seen both ways from counting twice.
         """
         self.watches = {}
-        rows = await _counts(self.user)
-        for room_id, slug, _, _ in rows:
-            self.watches[slug] = RoomWatch(self, room_id, slug)
-        await self._subscribe(list(self.watches.values()))
-        await self._sidebar_load()
+        async with _load_gate():
+            if self.watches is None:
+                return  # released while waiting for its turn
+            rows = await _rooms(self.user)
+            if self.watches is None:
+                return
+            watches = [RoomWatch(self, room_id, slug) for room_id, slug in rows]
+            self.watches.update((w.slug, w) for w in watches)
+            await self._subscribe(watches)
+            if self.watches is None:
+                # Released while subscribing, possibly before the hub had them: leave again.
+                pairs = [(room_group(w.room_id), w) for w in watches]
+                await get_hub().unsubscribe_pairs(pairs)
+                return
+            await self._sidebar_load()
 
     async def _subscribe(self, watches: list[RoomWatch]) -> None:
         hub = get_hub()
@@ -229,6 +283,8 @@ class SidebarMixin:
         """However the socket ended (closed, failed, cancelled): stop watching the rooms, out of
         the local fan-out before anything awaits."""
         watches, self.watches = self.watches, None
+        if self.sidebar_task is not None and self.sidebar_task is not asyncio.current_task():
+            self.sidebar_task.cancel()
         pairs = [(room_group(watch.room_id), watch) for watch in (watches or {}).values()]
         try:
             await get_hub().unsubscribe_pairs(pairs)
