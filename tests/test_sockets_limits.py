@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from rooms.models import Message
 
-from .conftest import receive
+from .conftest import receive, receive_type
 from .support.clients import RecordedSocket
 from .support.server import manage, room_create
 from .support.sockets import Sockets, redis_node
@@ -232,3 +232,47 @@ async def test_in_process_the_socket_past_the_cap_is_closed_4429(connect, alice,
     fourth = await connect(path, alice)
     await fourth.send_json_to({"type": "sync", "after": 0})
     assert (await receive(fourth))["type"] == "synced"
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(
+    CHAT_RATE_PER_SECOND=0.001,
+    CHAT_RATE_BURST=3,
+    CHAT_SYNC_FRAMES_PER_SECOND=0.001,
+    CHAT_SYNC_FRAMES_BURST=3,
+    CHAT_TYPING_INTERVAL=0,
+)
+async def test_typing_read_and_history_frames_spend_the_users_budgets_too(
+    connect, alice, bob, room
+):
+    """Every client frame type that makes the server work is limited per user: ``typing`` and
+    ``read`` have budgets of their own (reading must not eat into sending); ``history`` spends
+    the sync budget by its size, as a catch-up does."""
+    path = f"/ws/rooms/{room.slug}/"
+    first, second = [await connect(path, alice) for _ in range(2)]
+    watcher = await connect(path, bob)
+
+    async def answers(frames: list[dict]) -> list[str]:
+        """Send ``frames`` from alice's two sockets in turn; the error codes they got."""
+        for n, frame in enumerate(frames):
+            await (first, second)[n % 2].send_json_to(frame)
+        codes = []
+        for socket in (first, second):
+            # An unknown type is never limited and is answered after the frames before it.
+            await socket.send_json_to({"type": "fence"})
+            while (frame := await receive(socket)).get("code") != "unknown_type":
+                if frame["type"] == "error":
+                    codes.append(frame["code"])
+        return codes
+
+    assert await answers([{"type": "typing"}] * 5) == ["rate_limited"] * 2
+    assert await answers([{"type": "read", "seq": 0}] * 5) == ["rate_limited"] * 2
+    # The read budget was its own: alice can still send.
+    await first.send_json_to({"type": "message", "body": "still sending"})
+    assert (await receive_type(first, "message"))["body"] == "still sending"
+    history = [{"type": "history", "before": 10**6, "limit": 1}] * 5
+    assert (await answers(history)).count("rate_limited") >= 2
+    # bob's budgets are his own.
+    await watcher.send_json_to({"type": "typing"})
+    await watcher.send_json_to({"type": "fence"})
+    assert (await receive_type(watcher, "error"))["code"] == "unknown_type"
