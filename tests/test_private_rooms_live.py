@@ -28,7 +28,7 @@ import websockets
 from .support.clients import RecordedSocket
 from .support.server import cookie_header, room_create
 from .support.services import node_env, redis_server
-from .support.sockets import node_with_users
+from .support.sockets import csrf_post, node_with_users
 
 pytestmark = pytest.mark.server
 
@@ -79,18 +79,6 @@ class Site:
                 await conn.send(type="sync", after=0)
         assert await conn.ended(10), f"{path} stayed open for {user}"
         return conn.close_code, conn.frames
-
-
-def csrf_post(client: httpx.Client, page: str, data: dict[str, str], to: str | None = None):
-    """Submit a form of ``page`` (to ``to``, default the page) as a browser does."""
-    text = client.get(page).text
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', text)
-    assert token, f"no form on {page}"
-    return client.post(
-        to or page,
-        data={"csrfmiddlewaretoken": token.group(1), **data},
-        headers={"Referer": str(client.base_url) + page},
-    )
 
 
 def private_room_create(client: httpx.Client, name: str) -> str:
