@@ -141,6 +141,10 @@ else:
         }
     }
 
+# Django's database sessions, with the load every socket connect makes compiled once
+# (chatapp/sessions); with REDIS_URL, read from the Redis cache first (below).
+SESSION_ENGINE = "chatapp.sessions.db"
+
 # Channel layer: in-memory by default (one process only); REDIS_URL (redis://, rediss:// or
 # unix://) switches to channels_redis, and the same Redis backs the cache. See docs/scaling.md
 # for the choice of layer and the numbers behind these values.
@@ -213,11 +217,11 @@ if REDIS_URL:
             "OPTIONS": {"socket_timeout": 5.0, "socket_connect_timeout": 5.0},
         }
     }
-    # Sessions read from Redis, written to both (Django's cached_db): every socket's handshake
+    # Sessions read from Redis, written to both (Django's cached_db, chatapp.sessions): every socket's handshake
     # and session re-check reads its session, so a reconnect storm after a restart is not a
     # database storm (docs/performance.md, S5). Logging out deletes both copies.
     if env_bool("SESSION_CACHE", True):
-        SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+        SESSION_ENGINE = "chatapp.sessions.cached_db"
 else:
     CHANNEL_LAYERS = {
         "default": {

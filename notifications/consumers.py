@@ -52,6 +52,13 @@ class NotificationsMixin:
 
     async def notifications_join(self) -> None:
         """Receive this user's notifications and load the unread count."""
+        await self.notifications_subscribe()
+        await self.notifications_snapshot()
+
+    async def notifications_subscribe(self, check_session: bool = True) -> None:
+        """Receive this user's notifications from now on; they wait until a count is loaded
+        (``notifications_snapshot``, or ``notifications_loaded`` with one loaded by the caller
+        after this)."""
         self.unread = 0
         self.unread_through = 0
         # The class's empty frozenset until a notification comes: most sockets never get one,
@@ -59,9 +66,8 @@ class NotificationsMixin:
         self.unread_recent = frozenset()
         self.notifications_waiting = []
         self.notifications_joined = True
-        await self.join_user()
+        await self.join_user(check=check_session)
         await self.join(EVERYONE_GROUP)
-        await self.notifications_snapshot()
 
     async def notifications_snapshot(self) -> None:
         """(Re)load the unread count, then handle what arrived meanwhile."""
@@ -74,6 +80,12 @@ class NotificationsMixin:
             self.snapshots_loading -= 1
         if self.snapshots_loading:
             return  # a later load (e.g. a resync during connect) is newer and finishes this
+        self.notifications_loaded(unread, through)
+
+    def notifications_loaded(self, unread: int, through: int) -> None:
+        """Take a count loaded after subscribing, then handle what arrived meanwhile."""
+        if self.snapshots_loading:
+            return  # a reload (a resync) is under way, newer than this count: it finishes
         self._unread_set(unread, through)
         waiting, self.notifications_waiting = self.notifications_waiting, None
         for payload in waiting:

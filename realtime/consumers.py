@@ -188,12 +188,17 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.groups_joined.append(group)
         await get_hub().subscribe(group, self)
 
-    async def join_user(self) -> None:
-        """Receive the user's own events (notifications, session checks) from now on."""
+    async def join_user(self, check: bool = True) -> None:
+        """Receive the user's own events (notifications, session checks) from now on.
+
+        The session may have ended between the handshake and this join, and its check event
+        passed this socket by, so it is checked once more after joining: here in a task of its
+        own (without holding up the connect), or, with ``check=False``, by the caller in the
+        database call it makes next anyway (``session_valid``; the room socket does).
+        """
         await self.join(user_group(self.user.pk))
-        # The session may have ended between the handshake and this join, and its check event
-        # passed this socket by: check once now (without holding up the connect).
-        self.session_check()
+        if check:
+            self.session_check()
         self.session_expiry_watch()
 
     def session_expiry_watch(self) -> None:

@@ -7,17 +7,20 @@ The consumer parses frames and checks who is asking; ``rooms.services`` makes ev
 import asyncio
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from notifications import selectors as notification_selectors
 from notifications.consumers import NotificationsMixin
-from realtime.consumers import CLOSE_NOT_FOUND, HubConsumer
+from realtime.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, HubConsumer
 from realtime.db import changes_sync_to_async
 from realtime.events import room_group
 from realtime.presence import get_presence
+from realtime.sessions import session_valid
 from realtime.validation import ClientError, int64_or_none, text_clean
 
 from . import events, selectors, services
@@ -31,11 +34,6 @@ HISTORY_LIMIT_MAX = 100
 @database_sync_to_async
 def _room_get(user: Any, slug: str) -> Room | None:
     return selectors.room_readable_get(user=user, slug=slug)
-
-
-@database_sync_to_async
-def _can_read(user: Any, room: Room) -> bool:
-    return selectors.room_can_read(user=user, room=room)
 
 
 def _message_get(room: Room, message_id: Any) -> Message:
@@ -81,13 +79,46 @@ def _reaction_set(room: Room, user: Any, message_id: Any, emoji: str, on: bool) 
     services.reaction_set(message=_message_get(room, message_id), user=user, emoji=emoji, on=on)
 
 
-@database_sync_to_async
-def _history(room_id: int, after: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
+def _history_sync(room_id: int, after: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
     messages, last, more = selectors.changes_after(room_id=room_id, after=after, limit=limit)
     frames: list[dict[str, Any]] = []
     for message in messages:
         frames += events.catchup_frames(message, selectors.reactions_state(message))
     return frames, last, more
+
+
+_history = database_sync_to_async(_history_sync)
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """What a room socket's connect loads in one database call, after joining its groups."""
+
+    history: tuple[list[dict[str, Any]], int, bool] | None  # the catch-up, if ?after= was given
+    unread: tuple[int, int]  # the user's notifications: (unread, through)
+    sidebar: list[tuple[int, str, int, int]]  # (id, slug, unread, through) of the user's rooms
+
+
+@database_sync_to_async
+def _opened(
+    user: Any, room: Room, session_key: str | None, after: int | None
+) -> _Opened | int | None:
+    """Everything a connect reads once its groups are joined, in one trip to the database
+    thread (each trip costs as much as a small query: seven of them made a connect 7 times a
+    bare handshake's CPU, bench P1/S5, docs/performance.md). Returns a close code instead when
+    the session ended meanwhile (4401) or the user may no longer read the room (4404)."""
+    if not session_valid(session_key, user.pk):
+        return CLOSE_UNAUTHENTICATED
+    if not room.is_public and not selectors.room_can_read(user=user, room=room):
+        # Removed between the check by slug and the join, so the removal's event (which closes
+        # the sockets already joined) passed this one by.
+        return CLOSE_NOT_FOUND
+    history = _history_sync(room.pk, after, settings.CHAT_SYNC_LIMIT) if after is not None else None
+    return _Opened(
+        history=history,
+        unread=notification_selectors.unread_snapshot(user_id=user.pk),
+        sidebar=selectors.conversations_unread(user=user),
+    )
 
 
 @database_sync_to_async
@@ -153,30 +184,39 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
                 after = 0
         # Join first, then read the database: a change stored in between is then in the
         # catch-up or in the outbox or both, and the writer drops the copy (skip_through).
+        # The same holds for the user's events (a session check, a notification) and for the
+        # sidebar's count of this room, all loaded in the one call below.
         await self.join(room_group(self.room.pk))
-        if not self.room.is_public and not await _can_read(self.user, self.room):
-            # Removed between the check above and the join, so the removal's event (which
-            # closes the sockets already joined) passed this one by.
-            await self.close(code=CLOSE_NOT_FOUND)
+        await self.notifications_subscribe(check_session=False)
+        await self.sidebar_watch_room(self.room)
+        opened = await _opened(
+            self.user, self.room, self.session_key, after if "after" in query else None
+        )
+        if isinstance(opened, int):
+            await self.close(code=opened)
             return
         # ?presence=1 (the page) asks for the room's online members: queued behind the
         # catch-up, then each change of them. Every socket counts its user as in the room.
         listener = self if query.get("presence") == ["1"] else None
         get_presence().room_enter(self.room.pk, self.room.slug, self.user.pk, listener)
         self.presence_seat = (listener,)
-        if "after" in query:
-            self.skip_through = await self.send_history(after)
+        if opened.history is not None:
+            self.skip_through = await self.history_send(*opened.history)
         self.start_writer()
-        # After the writer starts, so loading the unread counts never holds back the chat.
-        await self.notifications_join()
-        self.sidebar_start()
+        self.notifications_loaded(*opened.unread)
+        self.sidebar_loaded(opened.sidebar)
 
     async def send_history(self, after: int) -> int:
         """Send every change after ``after`` (capped) and a ``synced`` frame.
 
         Returns the seq the client is then current to.
         """
-        frames, last, more = await _history(self.room.pk, after, settings.CHAT_SYNC_LIMIT)
+        return await self.history_send(
+            *await _history(self.room.pk, after, settings.CHAT_SYNC_LIMIT)
+        )
+
+    async def history_send(self, frames: list[dict[str, Any]], last: int, more: bool) -> int:
+        """Send a loaded catch-up and its ``synced`` frame; returns ``last``."""
         # A catch-up costs the user's sync budget by its size: asking again and again for
         # everything (sync after=0) is refused once the budget is spent.
         await self.rate_charge("sync", len(frames))

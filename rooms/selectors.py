@@ -14,6 +14,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
+from chatapp.prepared import Prepared
+
 from .models import Membership, Message, Reaction, Room
 
 
@@ -28,7 +30,16 @@ def rooms_readable(*, user: AbstractBaseUser) -> QuerySet[Room]:
 def room_readable_get(*, user: AbstractBaseUser, slug: str) -> Room | None:
     """The room ``slug`` if ``user`` may read it; None for an unknown room and for a room they
     may not read alike, so a caller cannot tell the two apart."""
-    return rooms_readable(user=user).filter(slug=slug).first()
+    if not user.is_authenticated:
+        return None
+    # Every socket connect asks: the queryset is compiled once per process (chatapp.prepared).
+    return next(iter(_readable_by_slug.models(user=user, slug=slug)), None)
+
+
+_readable_by_slug = Prepared(
+    lambda user, slug: rooms_readable(user=user).filter(slug=slug).order_by("pk")[:1],
+    users=("user",),
+)
 
 
 def room_can_read(*, user: AbstractBaseUser, room: Room) -> bool:
@@ -207,10 +218,17 @@ def conversations_unread(
     """``(id, slug, unread, through)`` of each of ``user``'s rooms (or of room ``slug`` only)
     in one query: the sidebar's counts for a socket, each current to the room seq ``through``
     (read in the same statement, so the two agree)."""
-    rooms = _member_rooms(user)
-    if slug is not None:
-        rooms = rooms.filter(slug=slug)
+    if slug is None:
+        # Every room socket's connect asks: compiled once per process (chatapp.prepared).
+        return _conversations_unread.rows(user=user)  # type: ignore[return-value]
+    rooms = _member_rooms(user).filter(slug=slug)
     return list(rooms.values_list("pk", "slug", "unread", "last_seq"))
+
+
+_conversations_unread = Prepared(
+    lambda user: _member_rooms(user).values_list("pk", "slug", "unread", "last_seq"),
+    users=("user",),
+)
 
 
 def conversations_ids(*, user: AbstractBaseUser) -> list[tuple[int, str]]:

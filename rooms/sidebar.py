@@ -192,6 +192,64 @@ class SidebarMixin:
                 return
             await self._sidebar_load()
 
+    async def sidebar_watch_room(self, room: Any) -> None:
+        """Watch the socket's own room now, before the connect's database call loads the
+        counts (``sidebar_loaded``): the room socket's one-call connect."""
+        self.watches = {}
+        watch = RoomWatch(self, room.pk, room.slug)
+        self.watches[room.slug] = watch
+        await self._subscribe([watch])
+
+    def sidebar_loaded(self, rows: list[tuple[int, str, int, int]]) -> None:
+        """Take the counts the connect loaded after ``sidebar_watch_room``.
+
+        The own room's count is exact (its watch was subscribed before the load). The other
+        rooms were not watched yet, so a message between the load and their subscription would
+        be in neither: they are subscribed now and counted again, in a task of their own and
+        at most ``SIDEBAR_LOADS`` at once, as ``sidebar_join`` does. A user whose only room is
+        this one (most sockets of a reconnect storm) costs no second load.
+        """
+        if self.watches is None:
+            return  # released meanwhile
+        listed = {slug for _, slug, _, _ in rows}
+        for slug, watch in list(self.watches.items()):
+            if slug not in listed and watch.quiet:
+                # Not a member (a public room read without joining): nothing to keep count of.
+                del self.watches[slug]
+                asyncio.get_running_loop().create_task(
+                    get_hub().unsubscribe(room_group(watch.room_id), watch)
+                )
+        others = []
+        for room_id, slug, unread, through in rows:
+            watch = self.watches.get(slug)
+            if watch is None:
+                watch = self.watches[slug] = RoomWatch(self, room_id, slug)
+                others.append(watch)
+            watch.reset(unread, through)
+        if others:
+            self.sidebar_task = asyncio.get_running_loop().create_task(self._sidebar_others(others))
+
+    async def _sidebar_others(self, watches: list[RoomWatch]) -> None:
+        try:
+            async with _load_gate():
+                if self.watches is None:
+                    return
+                await self._subscribe(watches)
+                if self.watches is None:
+                    pairs = [(room_group(w.room_id), w) for w in watches]
+                    await get_hub().unsubscribe_pairs(pairs)
+                    return
+                for watch in await self._sidebar_load():
+                    self.sidebar_send(
+                        {"type": "room.unread", "room": watch.slug, "unread": watch.unread}
+                    )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("loading a socket's sidebar failed")
+        finally:
+            self.sidebar_task = None
+
     async def _subscribe(self, watches: list[RoomWatch]) -> None:
         hub = get_hub()
         await asyncio.gather(*(hub.subscribe(room_group(w.room_id), w) for w in watches))

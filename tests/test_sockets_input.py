@@ -95,7 +95,7 @@ async def test_a_socket_whose_connect_fails_is_closed_1011_and_leaves_the_hub(
     async def broken(*args, **kwargs):
         raise RuntimeError("the catch-up failed")
 
-    monkeypatch.setattr(room_consumers, "_history", broken)
+    monkeypatch.setattr(room_consumers, "_opened", broken)  # the connect's database call
     socket = await connect(f"/ws/rooms/{room.slug}/?after=0", alice)
     closed = await socket.receive_output(timeout=3)
     assert closed == {"type": "websocket.close", "code": 1011}

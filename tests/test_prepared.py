@@ -1,0 +1,134 @@
+"""The connect's reads run as SQL compiled once (chatapp.prepared) and answer as the ORM does.
+
+Every test runs twice (``search_db``): on the test SQLite database and on a real PostgreSQL.
+"""
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.db import connection
+from django.db.models import Count, Max, Q
+
+from chatapp.prepared import Prepared
+from notifications.models import Delivery
+from notifications.selectors import _unread_snapshot, unread_snapshot
+from notifications.services import notifications_mark_read, notify
+from rooms import selectors, services
+from rooms.models import Room
+
+from .factories import room_make, user_create
+from .search_support import postgres_wrapper as _postgres_wrapper
+from .search_support import search_db as _search_db
+
+pytestmark = pytest.mark.django_db
+postgres_wrapper, search_db = _postgres_wrapper, _search_db
+
+
+@pytest.fixture
+def world(search_db):
+    """Alice owns a private room and is in a public one with Bob; Carol is in neither."""
+    alice, bob, carol = user_create(), user_create(), user_create()
+    public = room_make(created_by=alice)
+    services.room_join(room=public, user=bob)
+    secret = services.room_create(name="secret", created_by=alice, private=True)
+    for n in range(3):
+        services.message_create(room=public, author=bob, body=f"from bob {n}")
+    services.message_create(room=secret, author=alice, body="only alice")
+    services.message_create(room=public, author=alice, body="from alice")
+    direct = services.direct_open(users=[alice, carol])
+    services.message_create(room=direct, author=carol, body="hi alice")
+    return {"alice": alice, "bob": bob, "carol": carol, "rooms": [public, secret, direct]}
+
+
+def orm_readable(user, slug):
+    return selectors.rooms_readable(user=user).filter(slug=slug).first()
+
+
+def orm_conversations(user):
+    return list(selectors._member_rooms(user).values_list("pk", "slug", "unread", "last_seq"))
+
+
+def test_the_connect_reads_run_as_compiled_sql_on_both_databases(world):
+    alice = world["alice"]
+    assert selectors._readable_by_slug.reusable(user=alice, slug="general")
+    assert selectors._conversations_unread.reusable(user=alice)
+    assert _unread_snapshot.reusable(user_id=alice.pk)
+
+
+def test_a_room_by_slug_follows_the_access_rule_as_the_orm_does(world):
+    slugs = [room.slug for room in world["rooms"]] + ["no-such-room"]
+    for name in ("alice", "bob", "carol"):
+        user = world[name]
+        for slug in slugs:
+            expected = orm_readable(user, slug)
+            got = selectors.room_readable_get(user=user, slug=slug)
+            assert got == expected, (name, slug)
+            if got is not None:
+                # A whole instance, fields converted as the ORM converts them.
+                assert (got.kind, got.name, got.created, got.last_seq) == (
+                    expected.kind,
+                    expected.name,
+                    expected.created,
+                    expected.last_seq,
+                )
+    secret = world["rooms"][1]
+    assert selectors.room_readable_get(user=world["bob"], slug=secret.slug) is None
+    assert selectors.room_readable_get(user=AnonymousUser(), slug=world["rooms"][0].slug) is None
+
+
+def test_the_sidebar_counts_are_the_orms_for_every_user(world):
+    for name in ("alice", "bob", "carol"):
+        user = world[name]
+        assert selectors.conversations_unread(user=user) == orm_conversations(user), name
+    # Alice: Bob's 3 messages in the public room and Carol's 1 in the direct one are unread.
+    counts = {slug: n for _, slug, n, _ in selectors.conversations_unread(user=world["alice"])}
+    public, secret, direct = world["rooms"]
+    assert counts == {public.slug: 3, secret.slug: 0, direct.slug: 1}
+    assert {slug for _, slug, _, _ in selectors.conversations_unread(user=world["bob"])} == {
+        public.slug
+    }
+
+
+def test_the_unread_notifications_are_the_orms(world):
+    alice, bob = world["alice"], world["bob"]
+    assert unread_snapshot(user_id=alice.pk) == (0, 0)  # none yet: the empty case
+    notify(text="one", users=[alice, bob])
+    notify(text="two", users=[alice])
+    notifications_mark_read(user=bob)
+    for user in (alice, bob, world["carol"]):
+        state = Delivery.objects.filter(user=user).aggregate(
+            unread=Count("pk", filter=Q(read_at__isnull=True)), through=Max("notification_id")
+        )
+        assert unread_snapshot(user_id=user.pk) == (state["unread"], state["through"] or 0)
+    assert unread_snapshot(user_id=alice.pk)[0] == 2
+    assert unread_snapshot(user_id=bob.pk)[0] == 0
+
+
+def test_a_read_whose_value_is_inlined_in_its_sql_is_built_every_time(search_db):
+    # LIMIT takes its value into the SQL text: the marker would be baked in, so no reuse.
+    read = Prepared(lambda n: Room.objects.order_by("pk").values_list("pk")[:n])
+    rooms = [room_make() for _ in range(3)]
+    assert not read.reusable(n=2)
+    assert read.rows(n=2) == [(rooms[0].pk,), (rooms[1].pk,)]
+    assert connection.vendor == search_db
+
+
+def test_the_session_engine_loads_live_sessions_only_as_djangos_does(search_db):
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from chatapp.sessions import _by_key
+    from chatapp.sessions.db import SessionStore
+
+    store = SessionStore()
+    store["who"] = "alice"
+    store.save()
+    key = store.session_key
+    assert _by_key.reusable(session_key=key)
+    assert SessionStore(key).load() == {"who": "alice"}
+    assert SessionStore("no-such-session-key-0123456789ab").load() == {}
+    Session.objects.filter(session_key=key).update(expire_date=timezone.now() - timedelta(1))
+    expired = SessionStore(key)
+    assert expired.load() == {}
+    assert expired.session_key is None  # as Django's: an expired key is dropped
