@@ -23,9 +23,10 @@ _serial = itertools.count(1)
 
 
 def _marker(kind: type) -> Any:
-    """A value no real argument has: an integer past any id or seq, or a string of control bytes."""
+    """A value that stands out among a query's parameters: a large integer (inside a 32-bit
+    field's range, which Django checks), or a string of control bytes."""
     n = next(_serial)
-    return 2**62 + 104729 * n if kind is int else f"\x1fprepared\x1f{n}\x1f"
+    return 2**31 - 1 - 7919 * n if kind is int else f"\x1fprepared\x1f{n}\x1f"
 
 
 class Marked:

@@ -217,9 +217,9 @@ if REDIS_URL:
             "OPTIONS": {"socket_timeout": 5.0, "socket_connect_timeout": 5.0},
         }
     }
-    # Sessions read from Redis, written to both (Django's cached_db, chatapp.sessions): every socket's handshake
-    # and session re-check reads its session, so a reconnect storm after a restart is not a
-    # database storm (docs/performance.md, S5). Logging out deletes both copies.
+    # Sessions read from Redis, written to both (Django's cached_db, chatapp.sessions): every
+    # socket's handshake and session re-check reads its session, so a reconnect storm after a
+    # restart is not a database storm (docs/performance.md, S5). Logging out deletes both copies.
     if env_bool("SESSION_CACHE", True):
         SESSION_ENGINE = "chatapp.sessions.cached_db"
 else:

@@ -1,12 +1,17 @@
 """Who a socket belongs to: the session cookie's user, resolved once during the handshake."""
 
 from collections.abc import Awaitable, Callable
-from importlib import import_module
 from typing import Any
 
-from channels.auth import get_user
+from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
+
+from .sessions import session_user
+
+# The same rule as the re-checks after the handshake (realtime.sessions), Django's own.
+_session_user = database_sync_to_async(session_user)
 
 
 class SessionAuthMiddleware:
@@ -23,7 +28,6 @@ class SessionAuthMiddleware:
 
     def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
         self.app = app
-        self.session_store = import_module(settings.SESSION_ENGINE).SessionStore
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         user, session_key = await self._resolve(scope)
@@ -41,7 +45,8 @@ class SessionAuthMiddleware:
             if name == b"cookie":
                 cookie = value
                 break
-        cookies = parse_cookie(cookie.decode("latin1"))
-        session = self.session_store(cookies.get(settings.SESSION_COOKIE_NAME))
-        user = await get_user({"session": session})
-        return user, session.session_key
+        session_key = parse_cookie(cookie.decode("latin1")).get(settings.SESSION_COOKIE_NAME)
+        user = await _session_user(session_key)
+        if user is None:
+            return AnonymousUser(), None
+        return user, session_key

@@ -10,11 +10,15 @@ be one of ``CSRF_TRUSTED_ORIGINS`` (wildcards included), exactly as ``CsrfViewMi
 decides for a form post.
 """
 
+import functools
 import logging
 from typing import Any
 
 from channels.security.websocket import WebsocketDenier
+from django.conf import settings
 from django.core.exceptions import DisallowedHost
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 
@@ -39,8 +43,47 @@ class _HandshakeRequest(HttpRequest):
         return "https" if self.scope.get("scheme") in ("wss", "https") else "http"
 
 
+# The headers the rule reads (Origin, Host, a proxy's X-Forwarded-*); the others (cookies,
+# user agents) vary per socket and do not change the answer.
+_RULE_HEADERS = (b"origin", b"host", b"x-forwarded-")
+
+
 def origin_allowed(scope: dict[str, Any]) -> bool:
-    """Whether the handshake's ``Origin`` is one this server serves."""
+    """Whether the handshake's ``Origin`` is one this server serves.
+
+    Decided once per distinct origin, host and scheme (and proxy headers) until the settings
+    change: building the request and Django's middleware for every handshake was a tenth of a
+    connect's CPU (bench P1, docs/performance.md).
+    """
+    headers = tuple(
+        (name, value)
+        for name, value in scope.get("headers", ())
+        if name.startswith(_RULE_HEADERS) or name == _ssl_header()
+    )
+    return _decided(scope.get("scheme"), tuple(scope.get("server") or ("", "")), headers)
+
+
+@functools.lru_cache(maxsize=1)
+def _ssl_header() -> bytes | None:
+    """The header ``SECURE_PROXY_SSL_HEADER`` names, as it arrives in an ASGI scope."""
+    setting = settings.SECURE_PROXY_SSL_HEADER
+    if not setting:
+        return None
+    return setting[0].removeprefix("HTTP_").lower().replace("_", "-").encode("latin1")
+
+
+@functools.lru_cache(maxsize=1024)
+def _decided(scheme: str | None, server: tuple[Any, ...], headers: tuple[Any, ...]) -> bool:
+    return _origin_verified({"scheme": scheme, "server": server, "headers": headers})
+
+
+@receiver(setting_changed)
+def _settings_changed(**kwargs: Any) -> None:
+    _ssl_header.cache_clear()
+    _decided.cache_clear()
+
+
+def _origin_verified(scope: dict[str, Any]) -> bool:
     request = _HandshakeRequest(scope)
     if "HTTP_ORIGIN" not in request.META:
         return False  # every browser sends one; a socket without it is no page of ours

@@ -30,10 +30,14 @@ from django.contrib.auth import (
     load_backend,
     user_logged_out,
 )
+from django.contrib.auth.backends import ModelBackend
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare
+
+from chatapp.prepared import Prepared
 
 from .events import event_broadcast, user_group
 
@@ -53,35 +57,57 @@ def key_digest(session_key: str) -> str:
     return hashlib.sha256(session_key.encode()).hexdigest()
 
 
-def session_valid(session_key: str | None, user_id: int) -> bool:
-    """Whether Django would still log ``user_id`` in with this session (``auth.get_user``).
+def session_user(session_key: str | None) -> Any:
+    """The user Django would log in with this session (``auth.get_user``'s rule), or None.
 
-    Unlike ``get_user`` it changes nothing: a mismatched session is not flushed here, the
-    next request does that.
+    The one rule for sockets: the handshake resolves its user with it, and the re-checks
+    after joining and on every ``session.check`` event ask it again (``session_valid``).
+    Unlike ``get_user`` it changes nothing: a mismatched session is not flushed here, the next
+    request does that.
     """
     if not session_key:
-        return False
+        return None
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     try:
-        if str(session[SESSION_KEY]) != str(user_id):
-            return False
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
         backend_path = session[BACKEND_SESSION_KEY]
-    except KeyError:  # no such session (logged out, expired) or not logged in
-        return False
+    except (KeyError, ValidationError):  # no such session (logged out, expired), not logged in
+        return None
     if backend_path not in settings.AUTHENTICATION_BACKENDS:
-        return False
-    user = load_backend(backend_path).get_user(user_id)  # None when inactive or deleted
+        return None
+    user = _user_get(load_backend(backend_path), user_id)  # None when inactive or deleted
     if user is None:
-        return False
+        return None
     session_hash = session.get(HASH_SESSION_KEY)
     if not session_hash:
-        return False
+        return None
     if constant_time_compare(session_hash, user.get_session_auth_hash()):
-        return True
-    return any(
+        return user
+    if any(
         constant_time_compare(session_hash, fallback)
         for fallback in user.get_session_auth_fallback_hash()
-    )
+    ):
+        return user
+    return None
+
+
+def session_valid(session_key: str | None, user_id: int) -> bool:
+    """Whether Django would still log ``user_id`` in with this session."""
+    user = session_user(session_key)
+    return user is not None and user.pk == user_id
+
+
+# Every socket connect loads its user twice (the handshake, the re-check after joining):
+# ModelBackend's ``get(pk=...)``, compiled once per process (chatapp.prepared).
+_user_by_pk = Prepared(lambda pk: get_user_model()._default_manager.filter(pk=pk)[:1])
+
+
+def _user_get(backend: Any, user_id: Any) -> Any:
+    """``backend.get_user(user_id)``; Django's own ``ModelBackend`` lookup runs compiled."""
+    if type(backend).get_user is not ModelBackend.get_user or not isinstance(user_id, int):
+        return backend.get_user(user_id)
+    user = next(iter(_user_by_pk.models(pk=user_id)), None)
+    return user if user is not None and backend.user_can_authenticate(user) else None
 
 
 def check_broadcast(user_id: int, renamed: tuple[str, str] | None = None) -> None:

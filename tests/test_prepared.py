@@ -132,3 +132,28 @@ def test_the_session_engine_loads_live_sessions_only_as_djangos_does(search_db):
     expired = SessionStore(key)
     assert expired.load() == {}
     assert expired.session_key is None  # as Django's: an expired key is dropped
+
+
+def test_a_sockets_user_is_the_one_djangos_get_user_gives(search_db, client):
+    from django.contrib.auth import get_user
+    from django.test import RequestFactory
+
+    from realtime.sessions import _user_by_pk, session_user
+
+    alice = user_create()
+    client.force_login(alice)
+    key = client.cookies["sessionid"].value
+    assert _user_by_pk.reusable(pk=alice.pk)
+    assert session_user(key) == alice
+    request = RequestFactory().get("/")
+    request.session = client.session
+    assert get_user(request) == alice  # Django agrees
+    alice.is_active = False
+    alice.save()
+    assert session_user(key) is None  # ModelBackend refuses inactive users
+    alice.is_active = True
+    alice.set_password("a new password")
+    alice.save()
+    assert session_user(key) is None  # the session's hash is the old password's
+    assert session_user(None) is None
+    assert session_user("no-such-session-key-0123456789ab") is None
