@@ -31,6 +31,7 @@ CLOSE_TOO_SLOW = 4008
 CLOSE_RATE_LIMITED = 4429  # a flood that goes on, or one socket past the user's cap
 CLOSE_TOO_BIG = 1009  # RFC 6455: a message too big to process
 CLOSE_SERVER_ERROR = 1011  # RFC 6455: the server failed while opening the socket
+CLOSE_TRY_AGAIN = 1013  # RFC 6455 registry "Try Again Later": what it asked for just changed
 
 _socket_ids = itertools.count()
 _session_valid = database_sync_to_async(session_valid)

@@ -16,7 +16,12 @@ from django.conf import settings
 
 from notifications import selectors as notification_selectors
 from notifications.consumers import NotificationsMixin
-from realtime.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, HubConsumer
+from realtime.consumers import (
+    CLOSE_NOT_FOUND,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNAUTHENTICATED,
+    HubConsumer,
+)
 from realtime.db import changes_sync_to_async
 from realtime.events import room_group
 from realtime.presence import get_presence
@@ -33,7 +38,7 @@ HISTORY_LIMIT_MAX = 100
 
 @database_sync_to_async
 def _room_get(user: Any, slug: str) -> Room | None:
-    return selectors.room_readable_get(user=user, slug=slug)
+    return selectors.room_readable_on_connect(user=user, slug=slug)
 
 
 def _message_get(room: Room, message_id: Any) -> Message:
@@ -109,6 +114,10 @@ def _opened(
     the session ended meanwhile (4401) or the user may no longer read the room (4404)."""
     if not session_valid(session_key, user.pk):
         return CLOSE_UNAUTHENTICATED
+    if not selectors.room_exists(room=room):
+        # Deleted since it was found (on any worker, whose kept copy is now forgotten): the
+        # client tries again and is then told whatever is there now.
+        return CLOSE_TRY_AGAIN
     if not room.is_public and not selectors.room_can_read(user=user, room=room):
         # Removed between the check by slug and the join, so the removal's event (which closes
         # the sockets already joined) passed this one by.

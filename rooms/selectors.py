@@ -36,6 +36,54 @@ def room_readable_get(*, user: AbstractBaseUser, slug: str) -> Room | None:
     return next(iter(_readable_by_slug.models(user=user, slug=slug)), None)
 
 
+def room_readable_on_connect(*, user: AbstractBaseUser, slug: str) -> Room | None:
+    """``room_readable_get`` for a socket's connect, which needs only the room's identity.
+
+    A public room, once found, is kept per process by slug: readable by every logged-in user,
+    it needs no query to decide, and its identity (``pk``, ``slug``, ``kind``) never changes,
+    so a reconnect storm costs no room query per socket and the sockets of a room share one
+    instance. Its other fields may be stale: the connect reads nothing else from it, and
+    checks in its next database call that the room is still there under that slug
+    (``room_exists``, which forgets it if not), so a room deleted meanwhile on any worker
+    costs that socket one retry.
+    """
+    if not user.is_authenticated:
+        return None
+    room = _public_rooms.get(slug)
+    if room is not None:
+        return room
+    room = room_readable_get(user=user, slug=slug)
+    if room is not None and room.is_public:
+        if len(_public_rooms) >= PUBLIC_ROOMS_KEPT:
+            _public_rooms.clear()  # bounded; the busy ones come back at their next connect
+        _public_rooms[slug] = room
+    return room
+
+
+def room_exists(*, room: Room) -> bool:
+    """Whether ``room`` is still there under its slug (``room_readable_on_connect`` keeps
+    rooms that another worker may have deleted since); forgets it if not."""
+    if _room_present.rows(room_id=room.pk, slug=room.slug):
+        return True
+    rooms_forget(slug=room.slug)
+    return False
+
+
+def rooms_forget(*, slug: str | None = None) -> None:
+    """Forget a kept public room (or all of them)."""
+    if slug is None:
+        _public_rooms.clear()
+    else:
+        _public_rooms.pop(slug, None)
+
+
+PUBLIC_ROOMS_KEPT = 10_000
+_public_rooms: dict[str, Room] = {}
+_room_present = Prepared(
+    lambda room_id, slug: Room.objects.filter(pk=room_id, slug=slug).values_list("pk")
+)
+
+
 _readable_by_slug = Prepared(
     lambda user, slug: rooms_readable(user=user).filter(slug=slug).order_by("pk")[:1],
     users=("user",),

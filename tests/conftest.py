@@ -18,6 +18,15 @@ from .support.browser import chromium
 from .support.server import live_server, signup
 
 
+@pytest.fixture(autouse=True)
+def _kept_rooms_forgotten():
+    """Each test's database starts empty, but the process would still keep the public rooms
+    of earlier tests by slug (rooms.selectors.room_readable_on_connect): forget them."""
+    from rooms.selectors import rooms_forget
+
+    rooms_forget()
+
+
 @pytest.fixture(scope="module")
 def server():
     """The real server (uvicorn) on a fresh SQLite database, shared by a module's tests."""
