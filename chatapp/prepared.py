@@ -14,6 +14,7 @@ in the SQL text; otherwise it is built each time, as before (``Prepared.reusable
 
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections, router
@@ -38,7 +39,33 @@ class Marked:
         self.pk = pk
 
 
-Compiled = tuple[QuerySet[Any], str, list[Any]]
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A read's SQL, where each argument goes among its parameters, and, for a read of model
+    instances, what ``ModelIterable`` works out per query: the fields of each row and their
+    converters."""
+
+    model: type[Model]
+    sql: str
+    places: list[Any]  # an argument's name, or (a constant,)
+    fields: list[str] | None
+    converters: list[tuple[int, Any, Any]]
+
+
+def _model_rows(compiler: Any) -> tuple[list[str] | None, list[tuple[int, Any, Any]]]:
+    """The attribute names of a model read's columns and its converters (None, [] otherwise)."""
+    klass_info = compiler.klass_info
+    if not klass_info or compiler.annotation_col_map or klass_info.get("related_klass_infos"):
+        return None, []
+    select = compiler.select
+    columns = klass_info["select_fields"]
+    if columns != list(range(len(select))):
+        return None, []
+    converters = compiler.get_converters([column[0] for column in select])
+    return (
+        [column[0].target.attname for column in select],
+        [(pos, convs, expression) for pos, (convs, expression) in converters.items()],
+    )
 
 
 class Prepared:
@@ -61,7 +88,8 @@ class Prepared:
     def _compile(self, values: dict[str, Any], alias: str) -> Compiled | None:
         markers = {k: _marker(int if k in self.users else type(v)) for k, v in values.items()}
         queryset = self._queryset(markers).using(alias)
-        sql, params = queryset.query.get_compiler(using=alias).as_sql()
+        compiler = queryset.query.get_compiler(using=alias)
+        sql, params = compiler.as_sql()
         places: list[Any] = []
         for param in params:
             name = next((k for k, m in markers.items() if param == m), None)
@@ -70,10 +98,10 @@ class Prepared:
             str(m) in sql for m in markers.values()
         ):
             return None  # a marker was inlined or lost: not safe to reuse, build every time
-        return queryset, sql, places
+        return Compiled(queryset.model, sql, places, *_model_rows(compiler))
 
-    def _prepared(self, values: dict[str, Any]) -> tuple[str, str, list[Any], Any] | None:
-        """``(alias, sql, params, model)`` for these values; None if the read is not reusable."""
+    def _prepared(self, values: dict[str, Any]) -> tuple[str, Compiled, list[Any]] | None:
+        """``(alias, compiled, params)`` for these values; None if the read is not reusable."""
         alias = router.db_for_read(None) or "default"
         key = (alias, connections[alias].vendor, tuple(sorted(values)))
         if key not in self._compiled:
@@ -81,9 +109,8 @@ class Prepared:
         compiled = self._compiled[key]
         if compiled is None:
             return None
-        queryset, sql, places = compiled
-        params = [values[p] if isinstance(p, str) else p[0] for p in places]
-        return alias, sql, params, queryset.model
+        params = [values[p] if isinstance(p, str) else p[0] for p in compiled.places]
+        return alias, compiled, params
 
     def reusable(self, **values: Any) -> bool:
         """Whether this read runs as compiled SQL (for tests)."""
@@ -95,19 +122,34 @@ class Prepared:
         prepared = self._prepared(values)
         if prepared is None:
             return list(self._queryset(values))
-        alias, sql, params, _ = prepared
+        alias, compiled, params = prepared
         with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(compiled.sql, params)
             return [tuple(row) for row in cursor.fetchall()]
 
     def models(self, **values: Any) -> list[Model]:
-        """The model instances of a read that yields them (fields converted as the ORM does)."""
+        """The model instances of a read that yields them, made as ``ModelIterable`` makes
+        them (its converters, ``Model.from_db``)."""
         values = _pks(values, self.users)
         prepared = self._prepared(values)
         if prepared is None:
             return list(self._queryset(values))
-        alias, sql, params, model = prepared
-        return list(model._default_manager.db_manager(alias).raw(sql, params))
+        alias, compiled, params = prepared
+        if compiled.fields is None:
+            model = compiled.model
+            return list(model._default_manager.db_manager(alias).raw(compiled.sql, params))
+        connection = connections[alias]
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchall()
+        found = []
+        for row in rows:
+            row = list(row)
+            for pos, convs, expression in compiled.converters:
+                for converter in convs:
+                    row[pos] = converter(row[pos], expression, connection)
+            found.append(compiled.model.from_db(alias, compiled.fields, row))
+        return found
 
 
 def _pks(values: dict[str, Any], users: tuple[str, ...]) -> dict[str, Any]:

@@ -52,6 +52,9 @@ def test_the_connect_reads_run_as_compiled_sql_on_both_databases(world):
     assert selectors._readable_by_slug.reusable(user=alice, slug="general")
     assert selectors._conversations_unread.reusable(user=alice)
     assert _unread_snapshot.reusable(user_id=alice.pk)
+    # Instances are made from the rows directly (not through a RawQuerySet per call).
+    for compiled in selectors._readable_by_slug._compiled.values():
+        assert compiled is not None and compiled.fields is not None
 
 
 def test_a_room_by_slug_follows_the_access_rule_as_the_orm_does(world):
