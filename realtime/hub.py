@@ -85,6 +85,11 @@ class Hub:
             if self._watchdog is None or self._watchdog.done():
                 self._watchdog = asyncio.create_task(self._watch(), name="realtime-hub-watchdog")
 
+    def _started(self) -> bool:
+        """Whether ``_start`` has nothing to do."""
+        tasks = (self._reader, self._refresher, self._watchdog)
+        return self.channel is not None and all(t is not None and not t.done() for t in tasks)
+
     @contextlib.asynccontextmanager
     async def _membership(self, group: str):
         """Serialise joining and leaving one group, so a leave never overtakes a later join."""
@@ -102,6 +107,11 @@ class Hub:
 
     async def subscribe(self, group: str, subscriber: Subscriber) -> None:
         """Add a socket to a group; returns once this process receives the group's events."""
+        if group in self._joined and self._started():
+            # The common case (another socket here is in the group): nothing to wait for. A
+            # leave under way re-checks ``groups`` before it leaves, and this adds to it first.
+            self.groups.setdefault(group, set()).add(subscriber)
+            return
         await self._start()
         self.groups.setdefault(group, set()).add(subscriber)
         async with self._membership(group):

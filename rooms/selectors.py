@@ -6,12 +6,15 @@ service and later feature that touches a room calls one of them (Zulip's
 ``access_stream_by_id``), so a private room never reaches a non-member by any path.
 """
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
 from chatapp.prepared import Prepared
@@ -191,7 +194,7 @@ def changes_after(*, room_id: int, after: int, limit: int) -> tuple[list[Message
     """
     # The room's seq first: every change up to it has committed (seqs are taken under the
     # room's row lock and commit in order), so the read below sees at least all of them.
-    room_seq = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+    room_seq = next(iter(_room_seq.rows(room_id=room_id)), (0,))[0]
     if room_seq <= after:
         # Nothing changed since (no change has a seq above the room's): the common reconnect,
         # and after a restart thousands of them at once (S5), so spare the query below.
@@ -209,6 +212,10 @@ def changes_after(*, room_id: int, after: int, limit: int) -> tuple[list[Message
     # be told it is current up to there, and its socket would drop every live frame below it.
     last = max([room_seq, *(m.changed_seq for m in messages)])
     return messages, last, False
+
+
+# Every reconnect asks (``?after=``): compiled once per process (chatapp.prepared).
+_room_seq = Prepared(lambda room_id: Room.objects.filter(pk=room_id).values_list("last_seq"))
 
 
 def message_in_room(*, room: Room, message_id: Any) -> Message | None:
@@ -372,8 +379,19 @@ def room_members_among(
         return found
     for start in range(0, len(user_ids), chunk):
         pairs = Membership.objects.filter(
-            room_id__in=room_ids, user_id__in=user_ids[start : start + chunk]
+            room_id__in=_id_list(room_ids), user_id__in=_id_list(user_ids[start : start + chunk])
         ).values_list("room_id", "user_id")
         for room_id, user_id in pairs:
             found[room_id].add(user_id)
     return found
+
+
+def _id_list(ids: list[int]) -> Any:
+    """A list of ids as one query parameter (a JSON array on SQLite, an array on PostgreSQL).
+
+    ``__in`` with a Python list prepares and binds each value: with thousands of users online
+    that was most of the presence tick's CPU (bench P1/S5, docs/performance.md).
+    """
+    if connection.vendor == "postgresql":
+        return RawSQL("SELECT unnest(%s::bigint[])", (list(ids),))
+    return RawSQL("SELECT value FROM json_each(%s)", (json.dumps(list(ids)),))

@@ -265,6 +265,9 @@ class SidebarMixin:
 
     async def _subscribe(self, watches: list[RoomWatch]) -> None:
         hub = get_hub()
+        if len(watches) == 1:  # every connect's own room: no tasks for a gather of one
+            await hub.subscribe(room_group(watches[0].room_id), watches[0])
+            return
         await asyncio.gather(*(hub.subscribe(room_group(w.room_id), w) for w in watches))
 
     async def _sidebar_load(self) -> list[RoomWatch]:

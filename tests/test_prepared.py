@@ -160,3 +160,20 @@ def test_a_sockets_user_is_the_one_djangos_get_user_gives(search_db, client):
     assert session_user(key) is None  # the session's hash is the old password's
     assert session_user(None) is None
     assert session_user("no-such-session-key-0123456789ab") is None
+
+
+def test_who_of_those_online_are_members_is_read_with_one_parameter_per_list(world):
+    # Presence asks it every second a room's online set changes, for every user online.
+    public, secret, direct = world["rooms"]
+    alice, bob, carol = world["alice"], world["bob"], world["carol"]
+    online = [alice.pk, bob.pk, carol.pk, 10**9]  # and one who is no member of anything
+    rooms = [public.pk, secret.pk, direct.pk]
+    expected = {
+        public.pk: {alice.pk, bob.pk},
+        secret.pk: {alice.pk},
+        direct.pk: {alice.pk, carol.pk},
+    }
+    assert selectors.room_members_among(room_ids=rooms, user_ids=online) == expected
+    # In chunks of users, as with more users online than one statement may bind.
+    assert selectors.room_members_among(room_ids=rooms, user_ids=online, chunk=2) == expected
+    assert selectors.room_members_among(room_ids=rooms, user_ids=[]) == {r: set() for r in rooms}
