@@ -9,13 +9,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 # the consumers imported by the routing modules below touch the ORM at import time.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-
 import notifications.routing  # noqa: E402
 import ops.asgi  # noqa: E402
 import rooms.routing  # noqa: E402
 from realtime.auth import SessionAuthMiddleware  # noqa: E402
 from realtime.origin import OriginValidator  # noqa: E402
+
+# Channels' routers, as tail calls: no coroutine of theirs stays per open socket (S3).
+from realtime.routers import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 websocket_urlpatterns = [
     *rooms.routing.websocket_urlpatterns,

@@ -2,12 +2,14 @@
 
 import asyncio
 import collections
+import functools
 import itertools
 import logging
 import sys
 from typing import Any
 
 import orjson
+from asgiref.sync import markcoroutinefunction
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -79,6 +81,19 @@ class HubConsumer(AsyncWebsocketConsumer):
     # Rare states, not in the table: a socket that reaches one gets a key of its own then.
     closer: "asyncio.Future[None] | None" = None  # set only on a socket being closed
     session_recheck = False  # a session check came while one was running
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: Any) -> Any:
+        """Channels' ``as_asgi`` as a tail call: the consumer's own coroutine is what the server
+        awaits, with no frame of this function beside it for the socket's life."""
+
+        def app(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+            return cls(**initkwargs)(scope, receive, send)
+
+        app.consumer_class = cls  # type: ignore[attr-defined]
+        app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
+        functools.update_wrapper(app, cls, updated=())
+        return markcoroutinefunction(app)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

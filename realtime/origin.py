@@ -14,6 +14,7 @@ import functools
 import logging
 from typing import Any
 
+from asgiref.sync import markcoroutinefunction
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
@@ -102,9 +103,13 @@ class OriginValidator:
     def __init__(self, application: Any) -> None:
         self.application = application
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        # A tail call: the next application's coroutine, so no frame of this one stays for
+        # the socket's life (realtime.routers).
         if scope["type"] == "websocket" and not origin_allowed(scope):
             origin = dict(scope.get("headers", ())).get(b"origin", b"").decode("latin1")
             logger.info("socket refused: origin %r is not served here", origin[:200])
-            return await WebsocketDenier()(scope, receive, send)
-        return await self.application(scope, receive, send)
+            return WebsocketDenier()(scope, receive, send)
+        return self.application(scope, receive, send)
+
+    markcoroutinefunction(__call__)

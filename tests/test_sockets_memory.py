@@ -34,3 +34,52 @@ async def test_a_connected_room_socket_shares_its_attribute_keys(connect, alice,
     assert sys.getsizeof(vars(first)) < sys.getsizeof(own) / 2
     for socket in sockets:
         await socket.disconnect()
+
+
+def _awaiting(coroutine) -> list[str]:
+    """The names of the coroutines a suspended coroutine awaits through, outermost first."""
+    names = []
+    while coroutine is not None and hasattr(coroutine, "cr_await"):
+        names.append(coroutine.__qualname__)
+        coroutine = coroutine.cr_await
+    return names
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_open_socket_keeps_no_router_coroutine(connect, alice, room):
+    """The routers and the Origin check hand the socket on as tail calls (realtime.routers):
+    what stays suspended for the socket's life is the session middleware and the consumer."""
+    socket = await connect(f"/ws/rooms/{room.slug}/", alice)
+    await joined(socket)
+    chain = _awaiting(socket.future.get_coro())
+    assert chain[:2] == ["SessionAuthMiddleware.__call__", "HubConsumer.__call__"], chain
+    assert not any("Router" in name or "Origin" in name or "app" == name for name in chain)
+    await socket.disconnect()
+
+
+def test_the_routers_route_and_refuse_as_channels_does():
+    from channels.routing import URLRouter as ChannelsURLRouter
+    from django.urls import path, re_path
+
+    from realtime.routers import ProtocolTypeRouter, URLRouter
+
+    def app(scope, receive, send):
+        return scope
+
+    routes = [path("ws/rooms/<str:slug>/", app), re_path(r"^ws/n/(?P<n>\d+)/$", app)]
+    nested = [path("ws/", URLRouter([path("deep/<int:n>/", app)]))]
+    scope = {"type": "websocket", "path": "/ws/rooms/general/"}
+    routed = URLRouter(routes)(scope, None, None)
+    assert routed["url_route"] == {"args": (), "kwargs": {"slug": "general"}}
+    assert URLRouter(routes)({**scope, "path": "/ws/n/7/"}, None, None)["url_route"]["kwargs"] == {
+        "n": "7"
+    }
+    deep = URLRouter(nested)({**scope, "path": "/ws/deep/3/"}, None, None)
+    assert deep["url_route"]["kwargs"] == {"n": 3}
+    for router in (URLRouter, ChannelsURLRouter):  # the same refusal as Channels'
+        with pytest.raises(ValueError, match="No route found"):
+            result = router(routes)({**scope, "path": "/ws/nowhere/"}, None, None)
+            if hasattr(result, "send"):
+                result.send(None)
+    with pytest.raises(ValueError, match="No application configured"):
+        ProtocolTypeRouter({"websocket": app})({"type": "http"}, None, None)
