@@ -5,6 +5,7 @@ import collections
 import functools
 import itertools
 import logging
+import math
 import sys
 from typing import Any
 
@@ -76,7 +77,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         "user_id": None,  # set once logged in: counted online (realtime.presence) until released
         "session_key": None,
         "session_task": None,
-        "session_timer": None,
+        "session_timer": None,  # the second (``_Expiries``) its session is next checked at
     }
     # Rare states, not in the table: a socket that reaches one gets a key of its own then.
     closer: "asyncio.Future[None] | None" = None  # set only on a socket being closed
@@ -173,7 +174,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         self.socket_id: str | None = None  # set while counted in the user's open sockets
         self.session_key: str | None = self.scope.get("session_key")
         self.session_task: asyncio.Future[None] | None = None
-        self.session_timer: asyncio.TimerHandle | None = None
+        self.session_timer: int | None = None
         self.frame_send = self.base_send
         await super().websocket_connect(message)
 
@@ -224,11 +225,11 @@ class HubConsumer(AsyncWebsocketConsumer):
         opened, so it cannot outlive the socket by more than that; a session that was renewed
         meanwhile passes the check, and the next one comes an age later.
         """
-        # A bound method, not a closure: one fewer function object and cell on every socket.
-        loop = asyncio.get_running_loop()
-        self.session_timer = loop.call_later(settings.SESSION_COOKIE_AGE, self._session_expired)
+        self.session_timer = _expiries().add(self, settings.SESSION_COOKIE_AGE)
 
-    def _session_expired(self) -> None:
+    def session_expired(self) -> None:
+        """A session age has passed since the last watch (called by ``_Expiries``)."""
+        self.session_timer = None
         self.session_check()
         self.session_expiry_watch()
 
@@ -429,9 +430,12 @@ class HubConsumer(AsyncWebsocketConsumer):
             return  # never connected, or released already
         self.released = True
         self.closing = True
-        for task in (self.writer, self.session_task, self.session_timer):
+        for task in (self.writer, self.session_task):
             if task is not None:
                 task.cancel()
+        if self.session_timer is not None:
+            _expiries().discard(self, self.session_timer)
+            self.session_timer = None
         if self.user_id is not None:  # counted online since accept_user
             user_id, self.user_id = self.user_id, None
             get_presence().user_close(user_id)
@@ -444,6 +448,50 @@ class HubConsumer(AsyncWebsocketConsumer):
             if self.socket_id is not None:
                 socket_id, self.socket_id = self.socket_id, None
                 await get_limits().socket_close(self.user.pk, socket_id)
+
+
+class _Expiries:
+    """When sockets check their sessions again: one timer per second of the event loop's clock
+    for all the sockets due in it, not a timer per socket (~250 bytes each: a ``TimerHandle``,
+    its bound method and a copied context; S3, docs/performance.md). A check comes at most a
+    second late."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.due: dict[int, set[HubConsumer]] = {}
+
+    def add(self, socket: HubConsumer, delay: float) -> int:
+        second = math.ceil(self.loop.time() + delay)
+        sockets = self.due.get(second)
+        if sockets is None:
+            sockets = self.due[second] = set()
+            self.loop.call_at(second, self._fire, second)
+        sockets.add(socket)
+        return second
+
+    def discard(self, socket: HubConsumer, second: int) -> None:
+        sockets = self.due.get(second)
+        if sockets is not None:
+            sockets.discard(socket)
+
+    def _fire(self, second: int) -> None:
+        for socket in self.due.pop(second, ()):
+            try:
+                socket.session_expired()
+            except Exception:
+                logger.exception("a session expiry check failed")
+
+
+_expiry_wheels: dict[asyncio.AbstractEventLoop, _Expiries] = {}
+
+
+def _expiries() -> _Expiries:
+    loop = asyncio.get_running_loop()
+    wheel = _expiry_wheels.get(loop)
+    if wheel is None:
+        _expiry_wheels.clear()  # a loop of an earlier test or server run is gone
+        wheel = _expiry_wheels[loop] = _Expiries(loop)
+    return wheel
 
 
 def _too_big(text_data: str | None, bytes_data: bytes | None) -> bool:

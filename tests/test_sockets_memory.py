@@ -83,3 +83,22 @@ def test_the_routers_route_and_refuse_as_channels_does():
                 result.send(None)
     with pytest.raises(ValueError, match="No application configured"):
         ProtocolTypeRouter({"websocket": app})({"type": "http"}, None, None)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_open_sockets_share_their_session_check_timers_and_leave_them_on_close(
+    connect, alice, bob, room
+):
+    from realtime.consumers import _expiries
+
+    sockets = [await connect(f"/ws/rooms/{room.slug}/", user) for user in (alice, bob)]
+    for socket in sockets:
+        await joined(socket)
+    wheel = _expiries()
+    waiting = [s for due in wheel.due.values() for s in due]
+    assert sorted(s.user.username for s in waiting) == ["alice", "bob"]
+    # One timer per second of connects for all of them, not a TimerHandle on each socket.
+    assert all(isinstance(s.session_timer, int) for s in waiting)
+    for socket in sockets:
+        await socket.disconnect()
+    assert not any(wheel.due.values())  # nothing of a closed socket stays
