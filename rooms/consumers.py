@@ -197,7 +197,7 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
         # sidebar's count of this room, all loaded in the one call below.
         await self.join(room_group(self.room.pk))
         await self.notifications_subscribe(check_session=False)
-        await self.sidebar_watch_room(self.room)
+        self.sidebar_watch_room(self.room)
         opened = await _opened(
             self.user, self.room, self.session_key, after if "after" in query else None
         )

@@ -103,7 +103,8 @@ class RoomWatch:
         self.room_id = room_id
         self.slug = slug
         # The room socket's own room: the page has its frames already (message, 4403), so the
-        # watch only keeps the count that ``read`` frames carry.
+        # watch only keeps the count that ``read`` frames carry, and is no hub subscriber
+        # (``SidebarMixin.sidebar_watch_room``).
         room = getattr(owner, "room", None)
         self.quiet = room is not None and room.pk == room_id
         self.unread = 0
@@ -205,18 +206,21 @@ class SidebarMixin:
                 return
             await self._sidebar_load()
 
-    async def sidebar_watch_room(self, room: Any) -> None:
-        """Watch the socket's own room now, before the connect's database call loads the
-        counts (``sidebar_loaded``): the room socket's one-call connect."""
-        self.watches = {}
-        watch = RoomWatch(self, room.pk, room.slug)
-        self.watches[room.slug] = watch
-        await self._subscribe([watch])
+    def sidebar_watch_room(self, room: Any) -> None:
+        """Keep the count of the socket's own room, loaded by the connect's database call
+        (``sidebar_loaded``): the room socket's one-call connect.
+
+        This watch is no hub subscriber: the room socket gets every frame of its room itself,
+        and the count of its own room is only told in ``read`` frames, which check it against
+        the highest seq the socket has seen (``deliver_event``). A busy room's messages then
+        cost its sockets one delivery each, not two (bench P1, docs/performance.md).
+        """
+        self.watches = {room.slug: RoomWatch(self, room.pk, room.slug)}
 
     def sidebar_loaded(self, rows: list[tuple[int, str, int, int]]) -> None:
         """Take the counts the connect loaded after ``sidebar_watch_room``.
 
-        The own room's count is exact (its watch was subscribed before the load). The other
+        The own room's count is exact (the socket joined the room before the load). The other
         rooms were not watched yet, so a message between the load and their subscription would
         be in neither: they are subscribed now and counted again, in a task of their own and
         at most ``SIDEBAR_LOADS`` at once, as ``sidebar_join`` does. A user whose only room is
@@ -229,9 +233,6 @@ class SidebarMixin:
             if slug not in listed and watch.quiet:
                 # Not a member (a public room read without joining): nothing to keep count of.
                 del self.watches[slug]
-                asyncio.get_running_loop().create_task(
-                    get_hub().unsubscribe(room_group(watch.room_id), watch)
-                )
         others = []
         for room_id, slug, unread, through in rows:
             watch = self.watches.get(slug)
@@ -290,9 +291,10 @@ class SidebarMixin:
         finally:
             watch.recounting = False
         if loaded is not None and not self.closing:  # type: ignore[attr-defined]
+            before = watch.unread
             watch.reset(*loaded)
-            if watch.quiet:
-                return
+            if watch.quiet and watch.unread == before:
+                return  # the own room's count, already told in its read frame
             self.sidebar_send({"type": "room.unread", "room": watch.slug, "unread": watch.unread})
 
     def sidebar_resync(self) -> None:
@@ -334,6 +336,10 @@ class SidebarMixin:
             if watch is None:
                 return
             stale = payload["through"] < watch.through
+            if watch.quiet:
+                # The own room's watch sees no live frames: changes after the count's seq,
+                # which this socket has seen, are in it only after a recount.
+                stale = stale or self.last_seq > payload["through"]  # type: ignore[attr-defined]
             watch.reset(payload["unread"], payload["through"])
             frame = {k: payload[k] for k in ("type", "room", "seq")}
             self.sidebar_send({**frame, "unread": watch.unread})
@@ -359,7 +365,7 @@ class SidebarMixin:
         watches, self.watches = self.watches, None
         if self.sidebar_task is not None and self.sidebar_task is not asyncio.current_task():
             self.sidebar_task.cancel()
-        pairs = [(room_group(watch.room_id), watch) for watch in (watches or {}).values()]
+        pairs = [(room_group(w.room_id), w) for w in (watches or {}).values() if not w.quiet]
         try:
             await get_hub().unsubscribe_pairs(pairs)
         finally:

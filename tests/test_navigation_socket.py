@@ -52,6 +52,39 @@ async def test_reading_in_one_tab_tells_the_users_other_tabs(connect, alice, bob
     assert await marker(bob, room) == 2
 
 
+async def test_the_room_tab_hears_the_read_with_its_own_rooms_exact_count(
+    connect, alice, bob, room
+):
+    """The room socket's own count is no hub subscriber of the room (one delivery per message
+    per socket), yet its read frames carry the exact count, recounted when the socket has seen
+    changes after the read's seq."""
+    from realtime.events import room_group
+    from realtime.hub import get_hub
+
+    await database_sync_to_async(services.room_join)(room=room, user=bob)
+    await database_sync_to_async(messages_make)(room, alice, 3)
+    tab = await connect(f"/ws/rooms/{room.slug}/?after=0", bob)
+    await receive_type(tab, "synced")
+    other = await connect(f"/ws/rooms/{room.slug}/", bob)
+    await joined(other)
+    assert len(get_hub().groups[room_group(room.pk)]) == 2  # the two sockets, nothing more
+    await other.send_json_to({"type": "read", "seq": 1})
+    assert await receive_type(tab, "read") == {
+        "type": "read",
+        "room": room.slug,
+        "seq": 1,
+        "unread": 2,
+    }
+    await say(room, alice)  # seen by the tab: a later read's count is checked against it
+    await receive_type(tab, "message")
+    await other.send_json_to({"type": "read", "seq": 2})
+    read = await receive_type(tab, "read")
+    unread = read["unread"]
+    if unread != 2:  # told before the recount: the recount corrects it
+        unread = (await receive_type(tab, "room.unread"))["unread"]
+    assert unread == 2  # messages 3 and 4
+
+
 async def test_the_marker_never_moves_back_and_an_old_read_says_nothing(connect, alice, bob, room):
     await database_sync_to_async(services.room_join)(room=room, user=bob)
     await database_sync_to_async(messages_make)(room, alice, 5)
