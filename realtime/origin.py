@@ -44,9 +44,10 @@ class _HandshakeRequest(HttpRequest):
         return "https" if self.scope.get("scheme") in ("wss", "https") else "http"
 
 
-# The headers the rule reads (Origin, Host, a proxy's X-Forwarded-*); the others (cookies,
-# user agents) vary per socket and do not change the answer.
-_RULE_HEADERS = (b"origin", b"host", b"x-forwarded-")
+# The headers the rule reads (Origin, Host, and a proxy's host and port, which Django reads
+# with USE_X_FORWARDED_HOST/PORT); the others (cookies, X-Forwarded-For, user agents) vary per
+# client and do not change the answer.
+_RULE_HEADERS = frozenset((b"origin", b"host", b"x-forwarded-host", b"x-forwarded-port"))
 
 
 def origin_allowed(scope: dict[str, Any]) -> bool:
@@ -59,7 +60,7 @@ def origin_allowed(scope: dict[str, Any]) -> bool:
     headers = tuple(
         (name, value)
         for name, value in scope.get("headers", ())
-        if name.startswith(_RULE_HEADERS) or name == _ssl_header()
+        if name in _RULE_HEADERS or name == _ssl_header()
     )
     return _decided(scope.get("scheme"), tuple(scope.get("server") or ("", "")), headers)
 

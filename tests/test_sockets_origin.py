@@ -127,3 +127,30 @@ def test_behind_nginx_the_page_origin_is_accepted():
             return await _handshake(proxy, session, path, "http://127.0.0.1:9999")
 
         assert asyncio.run(scenario()) == 403
+
+
+def test_the_cached_decision_follows_every_header_the_rule_reads():
+    """Decisions are cached per origin, host and proxy host/port (realtime.origin): two
+    handshakes that differ only there get their own answers, and a client address does not."""
+    from realtime.origin import origin_allowed
+
+    def scope(forwarded_host: bytes, client: bytes) -> dict:
+        return {
+            "type": "websocket",
+            "scheme": "ws",
+            "server": ("10.0.0.5", 8000),
+            "headers": [
+                (b"host", b"10.0.0.5:8000"),
+                (b"origin", b"http://chat.example.com"),
+                (b"x-forwarded-host", forwarded_host),
+                (b"x-forwarded-for", client),
+            ],
+        }
+
+    with override_settings(USE_X_FORWARDED_HOST=True, ALLOWED_HOSTS=["*"]):
+        assert origin_allowed(scope(b"chat.example.com", b"192.0.2.1"))
+        assert origin_allowed(scope(b"chat.example.com", b"192.0.2.2"))
+        assert not origin_allowed(scope(b"evil.example", b"192.0.2.1"))
+    with override_settings(USE_X_FORWARDED_HOST=False, ALLOWED_HOSTS=["*"]):
+        # The proxy's header no longer counts: the socket's own host is not the origin's.
+        assert not origin_allowed(scope(b"chat.example.com", b"192.0.2.1"))
