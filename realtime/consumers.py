@@ -20,6 +20,7 @@ from . import eager
 from .events import frame_dumps, user_group
 from .hub import get_hub
 from .limits import get_limits
+from .loops import per_loop
 from .presence import get_presence
 from .sessions import SESSION_CHECK, key_digest, session_valid
 from .validation import ClientError
@@ -456,16 +457,16 @@ class _Expiries:
     its bound method and a copied context; S3, docs/performance.md). A check comes at most a
     second late."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def __init__(self) -> None:
         self.due: dict[int, set[HubConsumer]] = {}
 
     def add(self, socket: HubConsumer, delay: float) -> int:
-        second = math.ceil(self.loop.time() + delay)
+        loop = asyncio.get_running_loop()
+        second = math.ceil(loop.time() + delay)
         sockets = self.due.get(second)
         if sockets is None:
             sockets = self.due[second] = set()
-            self.loop.call_at(second, self._fire, second)
+            loop.call_at(second, self._fire, second)
         sockets.add(socket)
         return second
 
@@ -482,16 +483,7 @@ class _Expiries:
                 logger.exception("a session expiry check failed")
 
 
-_expiry_wheels: dict[asyncio.AbstractEventLoop, _Expiries] = {}
-
-
-def _expiries() -> _Expiries:
-    loop = asyncio.get_running_loop()
-    wheel = _expiry_wheels.get(loop)
-    if wheel is None:
-        _expiry_wheels.clear()  # a loop of an earlier test or server run is gone
-        wheel = _expiry_wheels[loop] = _Expiries(loop)
-    return wheel
+_expiries = per_loop(_Expiries)
 
 
 def _too_big(text_data: str | None, bytes_data: bytes | None) -> bool:

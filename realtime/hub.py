@@ -12,10 +12,11 @@ import contextlib
 import logging
 import random
 import uuid
-import weakref
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
+
+from .loops import per_loop
 
 logger = logging.getLogger(__name__)
 
@@ -332,13 +333,5 @@ class Hub:
             await self._rejoin()
 
 
-_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
-
-
-def get_hub() -> Hub:
-    """The hub of the running event loop (one per worker process; one per test loop)."""
-    loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None:
-        hub = _hubs[loop] = Hub()
-    return hub
+# The hub of the running event loop (one per worker process; one per test loop).
+get_hub = per_loop(Hub)

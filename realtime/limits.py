@@ -13,10 +13,11 @@ import logging
 import os
 import time
 import uuid
-import weakref
 from typing import Any
 
 from django.conf import settings
+
+from .loops import per_loop
 
 logger = logging.getLogger(__name__)
 
@@ -235,13 +236,9 @@ class RedisLimits:
                 logger.warning("could not renew the socket counts", exc_info=True)
 
 
-_limits: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+def _limits_create() -> LocalLimits | RedisLimits:
+    return RedisLimits() if settings.REDIS_URL else LocalLimits()
 
 
-def get_limits() -> LocalLimits | RedisLimits:
-    """The limits of the running event loop (one per worker process; one per test loop)."""
-    loop = asyncio.get_running_loop()
-    limits = _limits.get(loop)
-    if limits is None:
-        limits = _limits[loop] = RedisLimits() if settings.REDIS_URL else LocalLimits()
-    return limits
+# The limits of the running event loop (one per worker process; one per test loop).
+get_limits = per_loop(_limits_create)

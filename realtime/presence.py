@@ -19,7 +19,6 @@ import asyncio
 import logging
 import math
 import time
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -27,6 +26,7 @@ from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 
 from .events import frame_dumps
+from .loops import per_loop
 from .presence_stores import store_create
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ SYNC_GATHER = 0.05
 # Room membership (who may appear in a room's list) is read again at least this often, even when
 # nobody came or went: someone added to a private room while online shows up by then.
 MEMBERS_EVERY = 10.0
-# Online users are looked up in the database this many at a time (SQLite's variable limit).
+# Online users are looked up in the database this many at a time (one JSON or array parameter
+# per statement: rooms.selectors.room_members_among), so no statement grows without bound.
 QUERY_CHUNK = 5000
 
 
@@ -281,15 +282,5 @@ class Presence:
                     logger.exception("presence delivery failed")
 
 
-_presences: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Presence]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def get_presence() -> Presence:
-    """The presence of the running event loop (one per worker process; one per test loop)."""
-    loop = asyncio.get_running_loop()
-    presence = _presences.get(loop)
-    if presence is None:
-        presence = _presences[loop] = Presence()
-    return presence
+# The presence of the running event loop (one per worker process; one per test loop).
+get_presence = per_loop(Presence)

@@ -105,13 +105,12 @@ class _Opened:
 
 
 @database_sync_to_async
-def _opened(
-    user: Any, room: Room, session_key: str | None, after: int | None
-) -> _Opened | int | None:
+def _opened(user: Any, room: Room, session_key: str | None, after: int | None) -> _Opened | int:
     """Everything a connect reads once its groups are joined, in one trip to the database
     thread (each trip costs as much as a small query: seven of them made a connect 7 times a
     bare handshake's CPU, bench P1/S5, docs/performance.md). Returns a close code instead when
-    the session ended meanwhile (4401) or the user may no longer read the room (4404)."""
+    the session ended meanwhile (4401), the room is gone (1013: try again) or the user may no
+    longer read it (4404)."""
     if not session_valid(session_key, user.pk):
         return CLOSE_UNAUTHENTICATED
     if not selectors.room_exists(room=room):

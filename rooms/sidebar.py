@@ -22,6 +22,7 @@ from channels.db import database_sync_to_async
 
 from realtime.events import frame_dumps, room_group
 from realtime.hub import get_hub
+from realtime.loops import per_loop
 
 from . import events, selectors
 
@@ -48,16 +49,7 @@ def _frame_facts(frame: str) -> tuple[str | None, str | None]:
 # sockets' catch-ups and kept the process from stopping (S5, docs/performance.md). The rest wait
 # here, on the event loop, costing nothing, and get their counts a moment later.
 SIDEBAR_LOADS = 2
-_gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
-
-
-def _load_gate() -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    gate = _gates.get(loop)
-    if gate is None:
-        _gates.clear()  # a loop of an earlier test or server run is gone
-        gate = _gates[loop] = asyncio.Semaphore(SIDEBAR_LOADS)
-    return gate
+_load_gate = per_loop(lambda: asyncio.Semaphore(SIDEBAR_LOADS))
 
 
 @database_sync_to_async
@@ -167,22 +159,6 @@ class SidebarMixin:
     def username(self) -> str:
         return self.user.get_username()
 
-    def sidebar_start(self) -> None:
-        """Join the sidebar in a task of its own: the socket's receive loop goes on meanwhile,
-        so a socket that closes (or a server that stops) while the load waits its turn is
-        released at once rather than after it."""
-        self.sidebar_task = asyncio.get_running_loop().create_task(self._sidebar_join_logged())
-
-    async def _sidebar_join_logged(self) -> None:
-        try:
-            await self.sidebar_join()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("loading a socket's sidebar failed")
-        finally:
-            self.sidebar_task = None  # a finished task would stay in memory with the socket
-
     async def sidebar_join(self) -> None:
         """Watch every room of the user: load the rooms, subscribe, then load their counts.
 
@@ -198,13 +174,17 @@ class SidebarMixin:
                 return
             watches = [RoomWatch(self, room_id, slug) for room_id, slug in rows]
             self.watches.update((w.slug, w) for w in watches)
-            await self._subscribe(watches)
-            if self.watches is None:
-                # Released while subscribing, possibly before the hub had them: leave again.
-                pairs = [(room_group(w.room_id), w) for w in watches]
-                await get_hub().unsubscribe_pairs(pairs)
-                return
-            await self._sidebar_load()
+            await self._watch_and_count(watches)
+
+    async def _watch_and_count(self, watches: list[RoomWatch]) -> list[RoomWatch]:
+        """Subscribe ``watches`` (already in ``self.watches``), then load every count; returns
+        the watches whose count changed (none if the socket was released meanwhile)."""
+        await self._subscribe(watches)
+        if self.watches is None:
+            # Released while subscribing, possibly before the hub had them: leave again.
+            await get_hub().unsubscribe_pairs([(room_group(w.room_id), w) for w in watches])
+            return []
+        return await self._sidebar_load()
 
     def sidebar_watch_room(self, room: Any) -> None:
         """Keep the count of the socket's own room, loaded by the connect's database call
@@ -248,12 +228,7 @@ class SidebarMixin:
             async with _load_gate():
                 if self.watches is None:
                     return
-                await self._subscribe(watches)
-                if self.watches is None:
-                    pairs = [(room_group(w.room_id), w) for w in watches]
-                    await get_hub().unsubscribe_pairs(pairs)
-                    return
-                for watch in await self._sidebar_load():
+                for watch in await self._watch_and_count(watches):
                     self.sidebar_send(
                         {"type": "room.unread", "room": watch.slug, "unread": watch.unread}
                     )

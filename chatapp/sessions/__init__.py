@@ -11,15 +11,12 @@ compared in Python, as the query compared it.
     SESSION_ENGINE = "chatapp.sessions.cached_db"   # with REDIS_URL (SESSION_CACHE)
 """
 
-import logging
 from typing import Any
 
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
 from chatapp.prepared import Prepared
-
-logger = logging.getLogger(__name__)
 
 _by_key = Prepared(lambda session_key: Session.objects.filter(session_key=session_key)[:1])
 
