@@ -6,7 +6,6 @@ A username is NFKC-normalised (Django's ``UsernameField`` does it) before these 
 import unicodedata
 from functools import cache
 
-from confusable_homoglyphs.confusables import confusables_data
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models.functions import Length
@@ -59,6 +58,10 @@ def prototype(char: str) -> str:
     """
     if char.isascii():
         return ASCII_PROTOTYPES.get(char, char)
+    # Imported here: the table takes a twentieth of a second to load, at every process start
+    # otherwise, and only sign-up and the admin check usernames.
+    from confusable_homoglyphs.confusables import confusables_data
+
     partners = [h["c"].strip("\u200e\u200f") for h in confusables_data.get(char, ())]
     ascii_partners = sorted(ASCII_PROTOTYPES.get(p, p) for p in partners if p.isascii() and p)
     return ascii_partners[0] if ascii_partners else char

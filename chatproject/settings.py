@@ -4,14 +4,13 @@ See the configuration table in README.md for every variable.
 """
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
-from redis.asyncio.retry import Retry as RedisRetry
-from redis.backoff import ExponentialWithJitterBackoff
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -44,7 +43,11 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "daphne",
+    # Daphne's app gives ``manage.py runserver`` (``make run``) its ASGI server. Importing it
+    # installs Twisted's reactor, a fifth of a process's start, for nothing when an ASGI server
+    # (uvicorn) loads chatproject/asgi.py, which then loads these settings: a restart is that
+    # much shorter (S5, docs/performance.md).
+    *(["daphne"] if "chatproject.asgi" not in sys.modules else []),
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -171,6 +174,9 @@ if REDIS_URL:
     # Connections from a pool that channels_redis builds get no retry at all, so the first
     # command on a connection that a Redis restart left stale failed, and that event was lost
     # to live delivery. Retry on a fresh connection, briefly.
+    from redis.asyncio.retry import Retry as RedisRetry
+    from redis.backoff import ExponentialWithJitterBackoff
+
     REDIS_CONNECTION["retry"] = RedisRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3)
     REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "chat")
     # core (default): a queue per worker process in Redis; events wait there through a

@@ -7,9 +7,8 @@ notification it is handed, so a broadcast to every connected user costs no query
 import asyncio
 from typing import Any
 
-from channels.db import database_sync_to_async
-
 from realtime.consumers import HubConsumer
+from realtime.db import reads_sync_to_async
 from realtime.events import EVERYONE_GROUP, frame_dumps
 from rooms.sidebar import SidebarMixin
 
@@ -20,7 +19,7 @@ from . import events, selectors
 RECENT_LIMIT = 1000
 
 
-@database_sync_to_async
+@reads_sync_to_async
 def _unread_snapshot(user_id: int) -> tuple[int, int]:
     return selectors.unread_snapshot(user_id=user_id)
 

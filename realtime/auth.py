@@ -3,15 +3,15 @@
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
 
+from .db import reads_sync_to_async
 from .sessions import session_user
 
 # The same rule as the re-checks after the handshake (realtime.sessions), Django's own.
-_session_user = database_sync_to_async(session_user)
+_session_user = reads_sync_to_async(session_user)
 
 
 class SessionAuthMiddleware:

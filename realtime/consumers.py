@@ -11,12 +11,12 @@ from typing import Any
 
 import orjson
 from asgiref.sync import markcoroutinefunction
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import eager
+from .db import reads_sync_to_async
 from .events import frame_dumps, user_group
 from .hub import get_hub
 from .limits import get_limits
@@ -38,7 +38,7 @@ CLOSE_SERVER_ERROR = 1011  # RFC 6455: the server failed while opening the socke
 CLOSE_TRY_AGAIN = 1013  # RFC 6455 registry "Try Again Later": what it asked for just changed
 
 _socket_ids = itertools.count()
-_session_valid = database_sync_to_async(session_valid)
+_session_valid = reads_sync_to_async(session_valid)
 
 
 class HubConsumer(AsyncWebsocketConsumer):
@@ -151,7 +151,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         """Route an ASGI message to its handler.
 
         Channels closes stale database connections before every handler, a thread hop per
-        frame; the database work here runs in ``database_sync_to_async``, which does that itself.
+        frame; the database work here runs through ``realtime.db``, which does that itself.
         """
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is None:
@@ -414,7 +414,7 @@ class HubConsumer(AsyncWebsocketConsumer):
         """The socket closed: release it, without Channels' ``aclose_old_connections``.
 
         That is a hop to the database thread per closing socket, which every
-        ``database_sync_to_async`` call makes anyway: on a restart, thousands of sockets close
+        call to the database thread makes anyway: on a restart, thousands of sockets close
         at once and their hops, one at a time, held the old process up for seconds (S5,
         docs/performance.md) while the new one could not start.
         """

@@ -9,9 +9,19 @@ still queue on the room's row lock (``rooms.services._seq_take``) and get consec
 their events can leave two threads out of order, which the hub already puts back in seq order
 (``realtime.hub``, as for two workers). SQLite takes one writer at a time whatever the threads,
 so there the change stays on the one database thread.
+
+``reads_sync_to_async`` runs the reads of a socket's connect for a fraction of the event loop's
+time per call: a connect makes two calls, and in a reconnect storm the machinery around
+``database_sync_to_async`` (a concurrent future, a copied context, a wake-up of the loop per
+call) cost the loop more than the reads cost the database (S5, docs/performance.md). Calls
+queue in the process; a work item on the one database thread runs what is queued, and results
+go back to the loop together, one wake-up for all that are ready. (Spreading them over the
+change threads on PostgreSQL made the production shape's storm slower, 16 s → 21 s: the
+machine's two cores, not the database's round trips, were the limit.)
 """
 
 import asyncio
+import collections
 import functools
 import os
 import threading
@@ -19,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
-from asgiref.sync import SyncToAsync
+from asgiref.sync import AsyncToSync, SyncToAsync
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -28,18 +38,22 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _executor: ThreadPoolExecutor | None = None
+_vendor: str | None = None
 _executor_lock = threading.Lock()
 
 
 def _writers() -> ThreadPoolExecutor | None:
     """The process's pool of change threads, or None when changes stay on the one thread."""
-    global _executor
+    global _executor, _vendor
     threads = settings.CHAT_DB_WRITERS
-    if threads <= 1 or connection.vendor != "postgresql":
+    if _vendor is None:  # asked on every call: the connection's vendor, looked up once
+        _vendor = connection.vendor
+    if threads <= 1 or _vendor != "postgresql":
         return None
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(threads, thread_name_prefix="db-writer")
+    if _executor is None:
+        with _executor_lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(threads, thread_name_prefix="db-writer")
     return _executor
 
 
@@ -70,5 +84,113 @@ def changes_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         return await loop.run_in_executor(
             executor, _run, loop, functools.partial(func, *args, **kwargs)
         )
+
+    return call
+
+
+# At most this many calls per work item, so other work for a thread (changes on SQLite,
+# database_sync_to_async's calls) waits behind a bounded batch, not behind a whole storm.
+BATCH = 64
+
+Outcome = tuple[asyncio.Future, Any, BaseException | None]
+
+
+class _Calls:
+    """The calls queued for the database thread, and the results waiting for their loops."""
+
+    def __init__(self) -> None:
+        self.queued: collections.deque[tuple[Any, ...]] = collections.deque()
+        self.running = 0  # 1 while a work item is queued or running on the thread
+        self.results: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+        self.lock = threading.Lock()
+
+    def call(self, loop: asyncio.AbstractEventLoop, func: Callable[[], Any]) -> asyncio.Future:
+        future = loop.create_future()
+        with self.lock:
+            self.queued.append((loop, future, func))
+            if self.running:
+                return future
+            self.running = 1
+        SyncToAsync.single_thread_executor.submit(self.run)
+        return future
+
+    def run(self) -> None:
+        """On the database thread: queued calls, until none are left or ``BATCH`` ran."""
+        close_old_connections()
+        try:
+            for _ in range(BATCH):
+                with self.lock:
+                    if not self.queued:
+                        self.running = 0
+                        return
+                    loop, future, func = self.queued.popleft()
+                # As SyncToAsync records it: after-commit events go to this loop
+                # (realtime.events), and async_to_sync in the call finds its way back.
+                SyncToAsync.threadlocal.main_event_loop = loop
+                SyncToAsync.threadlocal.main_event_loop_pid = os.getpid()
+                try:
+                    outcome = (future, func(), None)
+                except BaseException as exc:  # handed to the awaiting coroutine
+                    outcome = (future, None, exc)
+                self.done(loop, outcome)
+        finally:
+            close_old_connections()
+        # More are queued: after the thread's other work.
+        SyncToAsync.single_thread_executor.submit(self.run)
+
+    def done(self, loop: asyncio.AbstractEventLoop, outcome: Outcome) -> None:
+        """Hand a result to its loop: with the others waiting there, or in a new wake-up."""
+        with self.lock:
+            waiting = self.results.setdefault(loop, [])
+            waiting.append(outcome)
+            if len(waiting) > 1:
+                return
+        try:
+            loop.call_soon_threadsafe(self.settle, loop)
+        except RuntimeError:  # the loop closed meanwhile: nobody awaits these
+            with self.lock:
+                self.results.pop(loop, None)
+
+    def settle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop: hand every result waiting for it to its coroutine."""
+        with self.lock:
+            outcomes = self.results.pop(loop, ())
+        for future, result, exc in outcomes:
+            if future.cancelled():
+                continue
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
+
+
+_calls = _Calls()
+
+
+def _plain_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``database_sync_to_async`` would run a call now on its one process thread (and
+    not on a calling sync thread, as under ``async_to_sync`` in tests)."""
+    return not (
+        getattr(AsyncToSync.executors, "current", None)
+        or SyncToAsync.thread_sensitive_context.get(None)
+        or loop in AsyncToSync.loop_thread_executors
+        or SyncToAsync.deadlock_context.get(False)
+    )
+
+
+def reads_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """``database_sync_to_async`` for the reads of a socket's connect: the same thread, the
+    same connection handling, less of the event loop's time (see the module's docstring).
+    Unlike it, the call does not run in a copy of the caller's context variables."""
+    one_thread = database_sync_to_async(func)
+
+    @functools.wraps(func)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        loop = asyncio.get_running_loop()
+        if not _plain_thread(loop):
+            return await one_thread(*args, **kwargs)
+        # A caller cancelled meanwhile (its socket closed) gets no result; the call still
+        # runs, as one already handed to database_sync_to_async's thread does.
+        return await _calls.call(loop, functools.partial(func, *args, **kwargs))
 
     return call

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from notifications import selectors as notification_selectors
@@ -22,13 +21,14 @@ from realtime.consumers import (
     CLOSE_UNAUTHENTICATED,
     HubConsumer,
 )
-from realtime.db import changes_sync_to_async
+from realtime.db import changes_sync_to_async, reads_sync_to_async
 from realtime.events import room_group
 from realtime.presence import get_presence
 from realtime.sessions import session_valid
 from realtime.validation import ClientError, int64_or_none, text_clean
 
 from . import events, selectors, services
+from .catchup import Catchup, catchup
 from .models import Message, Room
 from .sidebar import SidebarMixin
 
@@ -36,7 +36,7 @@ SEQ_MAX = 2**63 - 1
 HISTORY_LIMIT_MAX = 100
 
 
-@database_sync_to_async
+@reads_sync_to_async
 def _room_get(user: Any, slug: str) -> Room | None:
     return selectors.room_readable_on_connect(user=user, slug=slug)
 
@@ -84,27 +84,19 @@ def _reaction_set(room: Room, user: Any, message_id: Any, emoji: str, on: bool) 
     services.reaction_set(message=_message_get(room, message_id), user=user, emoji=emoji, on=on)
 
 
-def _history_sync(room_id: int, after: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
-    messages, last, more = selectors.changes_after(room_id=room_id, after=after, limit=limit)
-    frames: list[dict[str, Any]] = []
-    for message in messages:
-        frames += events.catchup_frames(message, selectors.reactions_state(message))
-    return frames, last, more
-
-
-_history = database_sync_to_async(_history_sync)
+_history = reads_sync_to_async(catchup)
 
 
 @dataclass(frozen=True, slots=True)
 class _Opened:
     """What a room socket's connect loads in one database call, after joining its groups."""
 
-    history: tuple[list[dict[str, Any]], int, bool] | None  # the catch-up, if ?after= was given
+    history: Catchup | None  # the catch-up, if ?after= was given
     unread: tuple[int, int]  # the user's notifications: (unread, through)
     sidebar: list[tuple[int, str, int, int]]  # (id, slug, unread, through) of the user's rooms
 
 
-@database_sync_to_async
+@reads_sync_to_async
 def _opened(user: Any, room: Room, session_key: str | None, after: int | None) -> _Opened | int:
     """Everything a connect reads once its groups are joined, in one trip to the database
     thread (each trip costs as much as a small query: seven of them made a connect 7 times a
@@ -121,7 +113,7 @@ def _opened(user: Any, room: Room, session_key: str | None, after: int | None) -
         # Removed between the check by slug and the join, so the removal's event (which closes
         # the sockets already joined) passed this one by.
         return CLOSE_NOT_FOUND
-    history = _history_sync(room.pk, after, settings.CHAT_SYNC_LIMIT) if after is not None else None
+    history = catchup(room.pk, after, settings.CHAT_SYNC_LIMIT) if after is not None else None
     return _Opened(
         history=history,
         unread=notification_selectors.unread_snapshot(user_id=user.pk),
@@ -129,7 +121,7 @@ def _opened(user: Any, room: Room, session_key: str | None, after: int | None) -
     )
 
 
-@database_sync_to_async
+@reads_sync_to_async
 def _history_page(
     user: Any, room: Room, cursor: str, seq: int, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:
@@ -223,13 +215,14 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
             *await _history(self.room.pk, after, settings.CHAT_SYNC_LIMIT)
         )
 
-    async def history_send(self, frames: list[dict[str, Any]], last: int, more: bool) -> int:
-        """Send a loaded catch-up and its ``synced`` frame; returns ``last``."""
+    async def history_send(self, frames: tuple[str, ...], last: int, more: bool) -> int:
+        """Send a loaded catch-up (``rooms.catchup``) and its ``synced`` frame; returns
+        ``last``."""
         # A catch-up costs the user's sync budget by its size: asking again and again for
         # everything (sync after=0) is refused once the budget is spent.
         await self.rate_charge("sync", len(frames))
         for frame in frames:
-            await self.send_json(frame)
+            await self.send(text_data=frame)
         self.last_seq = max(self.last_seq, last)
         await self.send_json({"type": "synced", "last_seq": last, "more": more})
         return last

@@ -184,17 +184,21 @@ def reactions_state(message: Message) -> dict[str, list[str]]:
     return dict(state)
 
 
-def changes_after(*, room_id: int, after: int, limit: int) -> tuple[list[Message], int, bool]:
+def changes_after(
+    *, room_id: int, after: int, limit: int, room_seq: int | None = None
+) -> tuple[list[Message], int, bool]:
     """What changed in a room after seq ``after``: ``(messages, last_seq, more)``.
 
     The messages whose latest change (``changed_seq``) is above ``after``, in that order, at
     most ``limit``, each in its current state. ``last_seq`` is the seq up to which they cover
     every change: a client that held the room's state at ``after`` and applies them holds its
     state at ``last_seq``. A message changed twice appears once, as it is now.
+    ``room_seq``: the room's seq, if the caller has just read it (``room_version``).
     """
     # The room's seq first: every change up to it has committed (seqs are taken under the
     # room's row lock and commit in order), so the read below sees at least all of them.
-    room_seq = next(iter(_room_seq.rows(room_id=room_id)), (0,))[0]
+    if room_seq is None:
+        room_seq = room_version(room_id=room_id)[0]
     if room_seq <= after:
         # Nothing changed since (no change has a seq above the room's): the common reconnect,
         # and after a restart thousands of them at once (S5), so spare the query below.
@@ -214,8 +218,15 @@ def changes_after(*, room_id: int, after: int, limit: int) -> tuple[list[Message
     return messages, last, False
 
 
+def room_version(*, room_id: int) -> tuple[int, Any]:
+    """``(last_seq, created)`` of a room; ``(0, None)`` if there is none."""
+    return next(iter(_room_version.rows(room_id=room_id)), (0, None))
+
+
 # Every reconnect asks (``?after=``): compiled once per process (chatapp.prepared).
-_room_seq = Prepared(lambda room_id: Room.objects.filter(pk=room_id).values_list("last_seq"))
+_room_version = Prepared(
+    lambda room_id: Room.objects.filter(pk=room_id).values_list("last_seq", "created")
+)
 
 
 def message_in_room(*, room: Room, message_id: Any) -> Message | None:

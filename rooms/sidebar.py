@@ -18,8 +18,8 @@ import logging
 from typing import Any
 
 import orjson
-from channels.db import database_sync_to_async
 
+from realtime.db import reads_sync_to_async
 from realtime.events import frame_dumps, room_group
 from realtime.hub import get_hub
 from realtime.loops import per_loop
@@ -52,22 +52,22 @@ SIDEBAR_LOADS = 2
 _load_gate = per_loop(lambda: asyncio.Semaphore(SIDEBAR_LOADS))
 
 
-@database_sync_to_async
+@reads_sync_to_async
 def _counts(user: Any) -> list[tuple[int, str, int, int]]:
     return selectors.conversations_unread(user=user)
 
 
-@database_sync_to_async
+@reads_sync_to_async
 def _rooms(user: Any) -> list[tuple[int, str]]:
     return selectors.conversations_ids(user=user)
 
 
-@database_sync_to_async
+@reads_sync_to_async
 def _count(user: Any, room_id: int) -> tuple[int, int] | None:
     return selectors.room_unread(user=user, room_id=room_id)
 
 
-@database_sync_to_async
+@reads_sync_to_async
 def _entry(user: Any, slug: str) -> tuple[int, str, int, int] | None:
     return next(iter(selectors.conversations_unread(user=user, slug=slug)), None)
 

@@ -1,0 +1,60 @@
+"""The reads of a socket's connect (realtime.db.reads_sync_to_async) run where
+``database_sync_to_async`` runs them, and every caller gets its own result or exception, however
+many ask at once."""
+
+import asyncio
+import threading
+
+import pytest
+from channels.db import database_sync_to_async
+
+from realtime import db
+from realtime.db import reads_sync_to_async
+
+pytestmark = pytest.mark.asyncio
+
+
+@reads_sync_to_async
+def square(n: int) -> tuple[int, int]:
+    if n < 0:
+        raise ValueError(n)
+    return n * n, threading.get_ident()
+
+
+@database_sync_to_async
+def database_thread() -> int:
+    return threading.get_ident()
+
+
+async def test_reads_run_on_the_database_thread_and_answer_each_caller():
+    assert db._plain_thread(asyncio.get_running_loop())  # the batched path, not the fallback
+    count = db.BATCH * 3 + 5  # more than one work item's batch
+    results = await asyncio.gather(*(square(n) for n in range(count)))
+    assert [value for value, _ in results] == [n * n for n in range(count)]
+    assert {thread for _, thread in results} == {await database_thread()}
+    assert threading.get_ident() != results[0][1]
+
+
+async def test_an_exception_reaches_its_own_caller_only():
+    results = await asyncio.gather(square(3), square(-1), square(4), return_exceptions=True)
+    assert results[0][0] == 9 and results[2][0] == 16
+    assert isinstance(results[1], ValueError) and results[1].args == (-1,)
+
+
+async def test_a_cancelled_caller_does_not_stop_the_others():
+    gate = threading.Event()
+
+    @reads_sync_to_async
+    def wait_then(n: int) -> int:
+        gate.wait(5)
+        return n
+
+    first = asyncio.ensure_future(wait_then(1))
+    second = asyncio.ensure_future(wait_then(2))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    gate.set()
+    assert await second == 2
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert (await square(5))[0] == 25  # the thread serves on
