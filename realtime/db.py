@@ -23,6 +23,7 @@ machine's two cores, not the database's round trips, were the limit.)
 import asyncio
 import collections
 import functools
+import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,8 @@ from asgiref.sync import AsyncToSync, SyncToAsync
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
+
+logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -115,28 +118,38 @@ class _Calls:
         return future
 
     def run(self) -> None:
-        """On the database thread: queued calls, until none are left or ``BATCH`` ran."""
-        close_old_connections()
+        """On the database thread: up to ``BATCH`` queued calls, then again if more wait."""
         try:
-            for _ in range(BATCH):
-                with self.lock:
-                    if not self.queued:
-                        self.running = 0
-                        return
-                    loop, future, func = self.queued.popleft()
+            with self.lock:
+                batch = [self.queued.popleft() for _ in range(min(BATCH, len(self.queued)))]
+            try:
+                close_old_connections()
+                failed = None
+            except Exception as exc:  # as database_sync_to_async would: the calls fail with it
+                failed = exc
+            for loop, future, func in batch:
                 # As SyncToAsync records it: after-commit events go to this loop
                 # (realtime.events), and async_to_sync in the call finds its way back.
                 SyncToAsync.threadlocal.main_event_loop = loop
                 SyncToAsync.threadlocal.main_event_loop_pid = os.getpid()
                 try:
+                    if failed is not None:
+                        raise failed
                     outcome = (future, func(), None)
                 except BaseException as exc:  # handed to the awaiting coroutine
                     outcome = (future, None, exc)
                 self.done(loop, outcome)
+            try:
+                close_old_connections()
+            except Exception:
+                logger.warning("could not close an unusable database connection", exc_info=True)
         finally:
-            close_old_connections()
-        # More are queued: after the thread's other work.
-        SyncToAsync.single_thread_executor.submit(self.run)
+            # Whatever happened above, the calls queued meanwhile get a work item.
+            with self.lock:
+                more = bool(self.queued)
+                self.running = 1 if more else 0
+            if more:  # after the thread's other work
+                SyncToAsync.single_thread_executor.submit(self.run)
 
     def done(self, loop: asyncio.AbstractEventLoop, outcome: Outcome) -> None:
         """Hand a result to its loop: with the others waiting there, or in a new wake-up."""

@@ -138,8 +138,10 @@ class Hub:
         """Remove several (group, subscriber) subscriptions, all from the local fan-out before
         anything awaits, then leave the groups that emptied."""
         emptied = [group for group, subscriber in pairs if self._forget(group, subscriber)]
-        for group in emptied:
-            await self._leave(group)
+        if len(emptied) == 1:
+            await self._leave(emptied[0])
+        elif emptied:  # at once: the layer sends the leaves together (realtime.pipelined)
+            await asyncio.gather(*(self._leave(group) for group in emptied))
 
     def subscriber_count(self) -> int:
         """Local subscriptions (a socket counts once per group it is in)."""
@@ -267,12 +269,13 @@ class Hub:
             timer.cancel()
 
     async def _rejoin(self) -> bool:
-        try:
-            for group in (self.probe_group, *self._joined):
-                await self.layer.group_add(group, self.channel)
-        except Exception:
-            return False
-        return True
+        # At once: the layer sends the joins together (realtime.pipelined).
+        groups = (self.probe_group, *self._joined)
+        results = await asyncio.gather(
+            *(self.layer.group_add(group, self.channel) for group in groups),
+            return_exceptions=True,
+        )
+        return not any(isinstance(result, BaseException) for result in results)
 
     async def _recover(self, reason: str) -> None:
         """Rejoin every group (retrying until the layer answers), then resync every socket."""

@@ -19,6 +19,9 @@ import channels.layers
 from channels_redis.core import RedisChannelLayer as CoreRedisChannelLayer
 from redis.asyncio import BlockingConnectionPool
 
+from .loops import per_loop
+from .pipelined import Pipelined
+
 logger = logging.getLogger(__name__)
 
 
@@ -72,6 +75,27 @@ class RedisChannelLayer(CoreRedisChannelLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._last_score = 0.0
+        # Joins and leaves of the running loop, pipelined: after a restart each worker joins
+        # a group for every room and user it has sockets of, and on shutdown leaves them all,
+        # at two round trips (ZADD, EXPIRE) and one (ZREM) each (S5, docs/performance.md).
+        self._memberships = per_loop(lambda: Pipelined(lambda: self.connection(0)))
+
+    async def group_add(self, group: str, channel: str) -> None:
+        if not self.batches:
+            return await super().group_add(group, channel)
+        assert self.require_valid_group_name(group), "Group name not valid"
+        assert self.require_valid_channel_name(channel), "Channel name not valid"
+        key = self._group_key(group)
+        await self._memberships().execute(
+            ("ZADD", key, time.time(), channel), ("EXPIRE", key, self.group_expiry)
+        )
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        if not self.batches:
+            return await super().group_discard(group, channel)
+        assert self.require_valid_group_name(group), "Group name not valid"
+        assert self.require_valid_channel_name(channel), "Channel name not valid"
+        await self._memberships().execute(("ZREM", self._group_key(group), channel))
 
     @property
     def batches(self) -> bool:

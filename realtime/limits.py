@@ -13,11 +13,11 @@ import logging
 import os
 import time
 import uuid
-from typing import Any
 
 from django.conf import settings
 
 from .loops import per_loop
+from .pipelined import Pipelined
 
 logger = logging.getLogger(__name__)
 
@@ -144,16 +144,15 @@ class RedisLimits:
         # connects (a socket count each) must not fail with MaxConnectionsError.
         pool = pool_create({"address": settings.REDIS_URL, **settings.REDIS_CONNECTION})
         self.redis = Redis(connection_pool=pool)
-        self.bucket = self.redis.register_script(_BUCKET_LUA)
-        self.open = self.redis.register_script(_SOCKET_OPEN_LUA)
         self.renew = self.redis.register_script(_SOCKET_RENEW_LUA)
         self.prefix = f"{settings.REDIS_PREFIX}:limit"
         self.process = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
         self.local_sockets: dict[str, int] = {}
         self.renewer: asyncio.Task[None] | None = None
-        # Checks waiting for the next pipeline: (key, args, the caller's future).
-        self.takes: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
-        self.taker: asyncio.Task[None] | None = None
+        # Rate checks and socket counts of every socket at once, in one pipeline per moment:
+        # one round trip per frame or connect, each paying redis-py's per-command path, was a
+        # fifth of a busy worker's event loop (docs/performance.md, "The write path").
+        self.pipelined = Pipelined(lambda: self.redis)
 
     async def take(self, user_id: int, kind: str, cost: float = 1, force: bool = False) -> bool:
         """Spend ``cost`` of the user's ``kind`` budget if it has a token (always if ``force``)."""
@@ -162,39 +161,13 @@ class RedisLimits:
             return True
         budget, per_second, burst = rate
         key = f"{self.prefix}:rate:{budget}:{user_id}"
-        taken = asyncio.get_running_loop().create_future()
-        self.takes.append((key, [per_second, burst, cost, "1" if force else "0"], taken))
-        if self.taker is None or self.taker.done():
-            self.taker = asyncio.create_task(self._take_all(), name="realtime-limits-take")
+        args = [per_second, burst, cost, "1" if force else "0"]
         try:
-            return bool(await taken)
+            (taken,) = await self.pipelined.execute(("EVAL", _BUCKET_LUA, 1, key, *args))
         except Exception:
             logger.warning("rate limit check failed; the frame is let through", exc_info=True)
             return True
-
-    async def _take_all(self) -> None:
-        """Send the waiting checks in one pipeline, and again for those that came meanwhile.
-
-        One round trip per frame, each paying redis-py's per-command path (a pooled
-        connection, its health check, the retry wrapper), was a fifth of a busy worker's event
-        loop (docs/performance.md, "The write path"); a batch pays it once.
-        """
-        while self.takes:
-            batch, self.takes = self.takes, []
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for key, args, _ in batch:
-                        pipe.eval(_BUCKET_LUA, 1, key, *args)
-                    replies = await pipe.execute(raise_on_error=False)
-            except Exception as exc:
-                replies = [exc] * len(batch)
-            for (_, _, taken), reply in zip(batch, replies, strict=True):
-                if taken.done():  # its caller was cancelled
-                    continue
-                if isinstance(reply, Exception):
-                    taken.set_exception(reply)
-                else:
-                    taken.set_result(reply)
+        return bool(taken)
 
     async def socket_open(self, user_id: int, socket_id: str) -> bool:
         """Count a new socket of the user; False (not counted) past the cap."""
@@ -202,7 +175,8 @@ class RedisLimits:
         key = f"{self.prefix}:sockets:{user_id}"
         try:
             args = [settings.CHAT_SOCKETS_PER_USER, SOCKET_TTL, member]
-            if not await self.open(keys=[key], args=args):
+            (counted,) = await self.pipelined.execute(("EVAL", _SOCKET_OPEN_LUA, 1, key, *args))
+            if not counted:
                 return False
         except Exception:
             logger.warning("socket count failed; the socket is let in", exc_info=True)
@@ -216,7 +190,7 @@ class RedisLimits:
         member = f"{self.process}:{socket_id}"
         self.local_sockets.pop(member, None)
         try:
-            await self.redis.zrem(f"{self.prefix}:sockets:{user_id}", member)
+            await self.pipelined.execute(("ZREM", f"{self.prefix}:sockets:{user_id}", member))
         except Exception:
             logger.warning("could not uncount a socket; it expires by itself", exc_info=True)
 

@@ -58,3 +58,18 @@ async def test_a_cancelled_caller_does_not_stop_the_others():
     with pytest.raises(asyncio.CancelledError):
         await first
     assert (await square(5))[0] == 25  # the thread serves on
+
+
+async def test_a_connection_that_cannot_be_checked_fails_those_calls_and_the_thread_serves_on(
+    monkeypatch,
+):
+    failures = [RuntimeError("database went away")]
+
+    def close_old_connections():
+        if failures:
+            raise failures.pop()
+
+    monkeypatch.setattr(db, "close_old_connections", close_old_connections)
+    with pytest.raises(RuntimeError, match="went away"):
+        await square(2)
+    assert (await square(6))[0] == 36

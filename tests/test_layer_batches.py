@@ -65,3 +65,21 @@ async def test_stock_receive_reads_what_a_batch_wrote(redis_url):
     message = await asyncio.wait_for(layer.receive(channel), 5)
     assert message == {"type": "hub.frame", "seq": 5}
     await layer.flush()
+
+
+async def test_joins_and_leaves_made_at_once_go_out_together_and_each_takes_effect(redis_url):
+    layer = _layer(redis_url)
+    channel = await layer.new_channel("hub.")
+    groups = [f"many-{i}" for i in range(300)]
+    await asyncio.gather(*(layer.group_add(group, channel) for group in groups))
+    redis = layer.connection(0)
+    for group in groups[:3] + groups[-3:]:
+        key = layer._group_key(group)
+        assert await redis.zscore(key, channel) is not None
+        assert 0 < await redis.ttl(key) <= layer.group_expiry
+    await layer.group_send_many([(group, {"type": "hub.frame", "g": group}) for group in groups])
+    assert [m["g"] for m in await _read_all(layer, channel, 300)] == groups
+    await asyncio.gather(*(layer.group_discard(group, channel) for group in groups[::2]))
+    await layer.group_send_many([(group, {"type": "hub.frame", "g": group}) for group in groups])
+    assert [m["g"] for m in await _read_all(layer, channel, 150)] == groups[1::2]
+    await layer.flush()
