@@ -11,7 +11,8 @@ from channels.db import database_sync_to_async
 from realtime import db
 from realtime.db import reads_sync_to_async
 
-pytestmark = pytest.mark.asyncio
+# The hop checks the thread's database connection around its calls, as database_sync_to_async does.
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
 @reads_sync_to_async
