@@ -11,6 +11,7 @@ django_asgi_app = get_asgi_application()
 
 import notifications.routing  # noqa: E402
 import ops.asgi  # noqa: E402
+import ops.collector  # noqa: E402
 import rooms.routing  # noqa: E402
 from realtime.auth import SessionAuthMiddleware  # noqa: E402
 from realtime.origin import OriginValidator  # noqa: E402
@@ -34,3 +35,6 @@ application = ops.asgi.served_by(
         }
     )
 )
+
+# Everything is loaded: what start-up made leaves the cycle collector's view (ops.collector).
+ops.collector.collector_tune()

@@ -1,0 +1,27 @@
+"""Python's cycle collector, set for a server process that holds thousands of open sockets.
+
+With CPython's defaults (a young collection every 700 new container objects), the objects of
+connects and messages survive a young collection or two while still in use, are promoted, and
+every time those promoted since the last full collection reach a quarter of all, a full
+collection walks every object in the process: Django's and every open socket's. With 2,000
+sockets in a room and 100 users coming and going a second, those full collections took 90-190
+ms each, every few seconds, and held the event loop (every delivery waited): they were P1's
+latency tail (docs/performance.md). Measured with ``gc.callbacks`` in the P1 server.
+
+So, once the application is loaded: what start-up made (modules, settings, URL patterns, the
+ORM's models) moves out of the collector's view for good (``gc.freeze``: it lives as long as
+the process), and a young collection waits for ``YOUNG`` new container objects, by when most
+of a connect's or a message's objects are freed by reference counting, never promoted.
+"""
+
+import gc
+
+YOUNG = 50_000
+
+
+def collector_tune() -> None:
+    """Freeze what exists now and make young collections rarer (call once, after start-up)."""
+    gc.collect()  # start-up's own garbage, not frozen with the rest
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG, middle, old)
