@@ -1,5 +1,7 @@
 """Shared fixtures: users, rooms, session cookies and WebSocket connections."""
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
@@ -113,14 +115,40 @@ async def connect():
         if expect_accept:
             assert connected, f"{path} refused the handshake"
         communicator.accepted = connected
+        if connected and path.startswith("/ws/rooms/"):
+            await _connect_finished(communicator)
         return communicator
 
     yield _connect
     for communicator in opened:
-        try:
+        # A socket whose test timed out was cancelled by the communicator: its disconnect
+        # raises CancelledError, which must not skip the database's flush after this test.
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await communicator.disconnect(timeout=2)
-        except Exception:
-            pass
+
+
+async def _connect_finished(communicator: WebsocketCommunicator) -> None:
+    """Wait until a room socket's connect has run to its end (it joined the room and loaded
+    its state), keeping every frame it sent meanwhile for the test to read.
+
+    The server accepts a room socket before it joins the room (a client that must miss nothing
+    connects with ``?after=``): a message another socket sent at once could otherwise be
+    stored before this one joined, and never reach it. The socket answers frames only after its
+    connect, so the answer to an empty ``history`` request marks the end; the frames before it
+    go back, in order, to the front of the communicator's queue.
+    """
+    await communicator.send_json_to({"type": "history", "before": 1, "limit": 1})
+    kept = []
+    while True:
+        message = await communicator.receive_output(timeout=5)
+        if message["type"] == "websocket.send":
+            frame = json.loads(message["text"])
+            if frame.get("type") == "history" and frame.get("before") == 1:
+                break
+        kept.append(message)
+        if message["type"] == "websocket.close":
+            break
+    communicator.output_queue._queue.extendleft(reversed(kept))
 
 
 async def joined(communicator: WebsocketCommunicator) -> None:
