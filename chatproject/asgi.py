@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 import notifications.routing  # noqa: E402
 import ops.asgi  # noqa: E402
 import ops.collector  # noqa: E402
+import ops.protocols  # noqa: E402
 import rooms.routing  # noqa: E402
 from realtime.auth import SessionAuthMiddleware  # noqa: E402
 from realtime.origin import OriginValidator  # noqa: E402
@@ -36,5 +37,7 @@ application = ops.asgi.served_by(
     )
 )
 
+# Under uvicorn, an upgraded connection's HTTP protocol is freed at once (ops.protocols).
+ops.protocols.http_protocol_uncycled()
 # Everything is loaded: what start-up made leaves the cycle collector's view (ops.collector).
 ops.collector.collector_tune()
