@@ -25,9 +25,10 @@ print(frozen, young, gc.collect())
 """
 
 
-def test_a_serving_process_freezes_start_up_and_still_collects_new_cycles():
+def _printed(script: str) -> list[str]:
+    """What ``script`` prints, run in a process of its own with a server's settings."""
     result = subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [sys.executable, "-c", script],
         cwd=ROOT,
         env=server_env(),
         capture_output=True,
@@ -35,7 +36,11 @@ def test_a_serving_process_freezes_start_up_and_still_collects_new_cycles():
         timeout=120,
         check=True,
     )
-    frozen, young, collected = map(int, result.stdout.split())
+    return result.stdout.split()
+
+
+def test_a_serving_process_freezes_start_up_and_still_collects_new_cycles():
+    frozen, young, collected = map(int, _printed(PROBE))
     assert frozen > 50_000  # Django, the apps and their modules
     assert young == YOUNG
     assert collected >= 2
@@ -87,15 +92,6 @@ asyncio.run(main())
 def test_an_upgraded_connections_http_protocol_is_freed_without_the_cycle_collector():
     """uvicorn leaves each WebSocket's HTTP protocol in a reference cycle with its parser
     (ops.protocols): 50 sockets made 50 protocols only the cycle collector could free."""
-    result = subprocess.run(
-        [sys.executable, "-c", UPGRADES],
-        cwd=ROOT,
-        env=server_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    closed, codes, alive = result.stdout.split()
+    closed, codes, alive = _printed(UPGRADES)
     assert (closed, codes) == ("50", "4401")  # each socket served to its end
     assert alive == "0"  # without ops.protocols: "50"
