@@ -11,8 +11,8 @@ same run and the same shape (2,000 sockets, S1's senders), as P1 on the ``asgi``
     python -m bench.run --targets asgi product-embedded --scenarios P1
     python -m bench.presence --micro                   # the bookkeeping's CPU per tick alone
 
-Bounded: on a product target, a quiet and a churning phase of ``Timing.duration`` (4) seconds
-with presence, then the same without (the control); about three minutes in all.
+Bounded: on a product target, a quiet and a churning phase of ``Timing.p1_duration`` (12)
+seconds with presence, then the same without (the control); about four minutes in all.
 """
 
 import argparse
@@ -113,7 +113,7 @@ def _run_phases(running: Running, timing: Timing, room: str, presence: bool) -> 
     pattern = running.ws_pattern + ("?presence=1" if presence else "")
     clients = room_clients(pattern, [room], SOCKETS, timing.s1_senders, running.headers_for)
     churners = [running.headers_for(SOCKETS + i)[0][1] for i in range(pool)]
-    phase = Phase(timing.s1_rate, timing.duration, timing.warmup, timing.s1_drain)
+    phase = Phase(timing.s1_rate, timing.p1_duration, timing.warmup, timing.s1_drain)
     config = Config(procs=timing.procs, origin=running.base_url)
     with LoadRun(clients, config) as run:
         quiet = measured_phase(run, running, phase)
@@ -138,7 +138,7 @@ def _ceiling(running: Running, timing: Timing) -> dict[str, Any]:
     warm_up(running, timing)
     room = running.room_slugs(1)
     clients = room_clients(running.ws_pattern, room, SOCKETS, timing.s1_senders)
-    phase = Phase(timing.s1_rate, timing.duration, timing.warmup, timing.s1_drain)
+    phase = Phase(timing.s1_rate, timing.p1_duration, timing.warmup, timing.s1_drain)
     with LoadRun(clients, Config(procs=timing.procs, origin=running.base_url)) as run:
         quiet = measured_phase(run, running, phase)
     return {"sockets": SOCKETS, "ceiling": quiet, "p99_ceiling_ms": quiet["latency_ms"]["p99"]}

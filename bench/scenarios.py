@@ -47,6 +47,10 @@ class Timing:
     s5_before: float = 2.0  # seconds of sending before the restart, and after the storm
     s5_after: float = 2.0
     s5_limit: float = 120.0  # seconds the storm may take before it is reported unfinished
+    # P1's phases (bench/presence.py), longer than an S1 step: at S1's 20 messages a second, a
+    # 4 s step's p99 was the delay of its slowest one or two messages, so one pause anywhere on
+    # the machine set it (the same ceiling measured 51-109 ms run to run).
+    p1_duration: float = 12.0
     refine: int = 1  # bisection steps between the last good and the first bad rate
     procs: int = 2  # load-generator processes
     deadline: float | None = None  # time.monotonic() after which ladders stop climbing
@@ -70,6 +74,7 @@ QUICK = Timing(
     s4_rates=(0.25, 2),
     s3_clients=1000,
     s5_clients=1000,
+    p1_duration=3.0,
     s5_rooms=100,
     s5_senders=10,
 )

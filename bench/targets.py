@@ -113,6 +113,9 @@ class Running:
 def _uvicorn(app: str, port: int, workers: int, extra: list[str] | None = None) -> list[str]:
     argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    # As the README's production command line and `make serve` run it (every target alike):
+    # clients that offer compression (the churn of P1, as browsers do) get none.
+    argv += ["--ws-per-message-deflate", "false", "--ws-max-size", "65536"]
     return [*argv, "--timeout-graceful-shutdown", "3", *(extra or [])]
 
 
