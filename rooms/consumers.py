@@ -171,7 +171,10 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
         if not await self.accept_user():
             return
         # A room the user may not read closes exactly like an unknown one: nothing is sent.
-        self.room = await _room_get(self.user, self.scope["url_route"]["kwargs"]["slug"])
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        self.room = selectors.room_kept(user=self.user, slug=slug) or await _room_get(
+            self.user, slug
+        )
         if self.room is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return

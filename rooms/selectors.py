@@ -50,10 +50,8 @@ def room_readable_on_connect(*, user: AbstractBaseUser, slug: str) -> Room | Non
     (``room_exists``, which forgets it if not), so a room deleted meanwhile on any worker
     costs that socket one retry.
     """
-    if not user.is_authenticated:
-        return None
-    room = _public_rooms.get(slug)
-    if room is not None:
+    room = room_kept(user=user, slug=slug)
+    if room is not None or not user.is_authenticated:
         return room
     room = room_readable_get(user=user, slug=slug)
     if room is not None and room.is_public:
@@ -61,6 +59,13 @@ def room_readable_on_connect(*, user: AbstractBaseUser, slug: str) -> Room | Non
             _public_rooms.clear()  # bounded; the busy ones come back at their next connect
         _public_rooms[slug] = room
     return room
+
+
+def room_kept(*, user: AbstractBaseUser, slug: str) -> Room | None:
+    """The public room ``slug`` if this process keeps it (``room_readable_on_connect``), else
+    None. No query: a connect asks on the event loop first and goes to the database thread
+    only for a room not kept."""
+    return _public_rooms.get(slug) if user.is_authenticated else None
 
 
 def room_exists(*, room: Room) -> bool:

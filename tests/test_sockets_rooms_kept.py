@@ -29,6 +29,26 @@ async def test_the_sockets_of_a_public_room_share_one_kept_instance(connect, ali
     assert selectors._public_rooms[room.slug] is kept  # found without a lookup
 
 
+async def test_a_kept_room_is_found_without_a_trip_to_the_database_thread(
+    connect, alice, room, monkeypatch
+):
+    from rooms import consumers
+
+    trips = []
+
+    async def room_get(user, slug):
+        trips.append(slug)
+        return await looked_up(user, slug)
+
+    looked_up = consumers._room_get
+    monkeypatch.setattr(consumers, "_room_get", room_get)
+    first = await connect(f"/ws/rooms/{room.slug}/", alice)
+    second = await connect(f"/ws/rooms/{room.slug}/", alice)
+    await joined(first)
+    await joined(second)
+    assert trips == [room.slug]  # the first socket's, which made the process keep it
+
+
 async def test_a_private_room_is_never_kept(connect, alice):
     from rooms.services import room_create
 
