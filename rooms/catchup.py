@@ -14,7 +14,7 @@ at most ``CATCHUP_BYTES`` of frames.
 
 import threading
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from realtime.events import frame_dumps
 
@@ -45,9 +45,12 @@ _size = 0
 _lock = threading.Lock()
 
 
-def catchup(room_id: int, after: int, limit: int) -> Catchup:
-    """Every change of the room after seq ``after``, at most ``limit`` messages."""
-    room_seq, created = selectors.room_version(room_id=room_id)
+def catchup(
+    room_id: int, after: int, limit: int, version: tuple[int, Any] | None = None
+) -> Catchup:
+    """Every change of the room after seq ``after``, at most ``limit`` messages.
+    ``version``: the room's ``(last_seq, created)`` if the caller has just read it."""
+    room_seq, created = version or selectors.room_version(room_id=room_id)
     if room_seq <= after:  # the common reconnect: nothing changed since
         return Catchup((), room_seq, False)
     key = (room_id, created, after, limit)

@@ -105,7 +105,8 @@ def _opened(user: Any, room: Room, session_key: str | None, after: int | None) -
     longer read it (4404)."""
     if not session_valid(session_key, user.pk):
         return CLOSE_UNAUTHENTICATED
-    if not selectors.room_exists(room=room):
+    version = selectors.room_present(room=room)
+    if version is None:
         # Deleted since it was found (on any worker, whose kept copy is now forgotten): the
         # client tries again and is then told whatever is there now.
         return CLOSE_TRY_AGAIN
@@ -113,7 +114,9 @@ def _opened(user: Any, room: Room, session_key: str | None, after: int | None) -
         # Removed between the check by slug and the join, so the removal's event (which closes
         # the sockets already joined) passed this one by.
         return CLOSE_NOT_FOUND
-    history = catchup(room.pk, after, settings.CHAT_SYNC_LIMIT) if after is not None else None
+    history = None
+    if after is not None:
+        history = catchup(room.pk, after, settings.CHAT_SYNC_LIMIT, version)
     return _Opened(
         history=history,
         unread=notification_selectors.unread_snapshot(user_id=user.pk),

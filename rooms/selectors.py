@@ -47,7 +47,7 @@ def room_readable_on_connect(*, user: AbstractBaseUser, slug: str) -> Room | Non
     so a reconnect storm costs no room query per socket and the sockets of a room share one
     instance. Its other fields may be stale: the connect reads nothing else from it, and
     checks in its next database call that the room is still there under that slug
-    (``room_exists``, which forgets it if not), so a room deleted meanwhile on any worker
+    (``room_present``, which forgets it if not), so a room deleted meanwhile on any worker
     costs that socket one retry.
     """
     room = room_kept(user=user, slug=slug)
@@ -68,13 +68,14 @@ def room_kept(*, user: AbstractBaseUser, slug: str) -> Room | None:
     return _public_rooms.get(slug) if user.is_authenticated else None
 
 
-def room_exists(*, room: Room) -> bool:
-    """Whether ``room`` is still there under its slug (``room_readable_on_connect`` keeps
-    rooms that another worker may have deleted since); forgets it if not."""
-    if _room_present.rows(room_id=room.pk, slug=room.slug):
-        return True
-    rooms_forget(slug=room.slug)
-    return False
+def room_present(*, room: Room) -> tuple[int, Any] | None:
+    """The room's version ``(last_seq, created)`` if ``room`` is still there under its slug
+    (``room_readable_on_connect`` keeps rooms that another worker may have deleted since);
+    None, and forgotten, if not. The version serves a catch-up read next (``rooms.catchup``)."""
+    version = next(iter(_room_present.rows(room_id=room.pk, slug=room.slug)), None)
+    if version is None:
+        rooms_forget(slug=room.slug)
+    return version
 
 
 def rooms_forget(*, slug: str | None = None) -> None:
@@ -88,7 +89,9 @@ def rooms_forget(*, slug: str | None = None) -> None:
 PUBLIC_ROOMS_KEPT = 10_000
 _public_rooms: dict[str, Room] = {}
 _room_present = Prepared(
-    lambda room_id, slug: Room.objects.filter(pk=room_id, slug=slug).values_list("pk")
+    lambda room_id, slug: Room.objects.filter(pk=room_id, slug=slug).values_list(
+        "last_seq", "created"
+    )
 )
 
 

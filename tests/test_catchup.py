@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from rooms import catchup as catchups
-from rooms import services
+from rooms import selectors, services
 from rooms.catchup import catchup
 
 from .factories import messages_make, room_make, user_create
@@ -53,6 +53,19 @@ def test_a_catch_up_is_cut_by_its_limit_and_kept_per_limit():
     page = catchup(room.pk, 0, 2)
     assert (len(page.frames), page.last, page.more) == (2, 2, True)
     assert len(catchup(room.pk, 0, 10).frames) == 5
+
+
+def test_a_connect_reads_the_room_once_for_its_presence_and_its_catch_up(
+    django_assert_num_queries,
+):
+    room = room_make()
+    messages_make(room, user_create(), 3)
+    first = catchup(room.pk, 1, 100)
+    with django_assert_num_queries(1):  # the room by id and slug: still there, and its seq
+        version = selectors.room_present(room=room)
+        again = catchup(room.pk, 1, 100, version)
+    assert version == selectors.room_version(room_id=room.pk) and version[0] == 3
+    assert again is first
 
 
 def test_nothing_after_the_rooms_seq_costs_no_entry():
