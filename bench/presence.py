@@ -43,6 +43,7 @@ SOCKETS = 2000  # steady sockets in the room, one user each
 CHURN = 100  # users who come (and as many who go) per second
 LIFETIME = 1.0  # seconds a churning user stays
 RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_TARGETS = ["asgi", "product-embedded"]  # what `make bench` runs
 
 
 def members_seed(env: dict[str, str], slug: str, count: int) -> None:
@@ -246,7 +247,7 @@ def micro(seconds: int = 20) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Command line: the ceiling's S1, then P1 on each product target; prints the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", nargs="+", default=["asgi", "product-embedded"])
+    parser.add_argument("--targets", nargs="+", default=DEFAULT_TARGETS)
     parser.add_argument(
         "--micro", action="store_true", help="only the bookkeeping's CPU per tick, in-process"
     )
@@ -275,10 +276,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: ceiling p99 {ceiling} ms in the same shape; {figures}")
             print(f"  churner: {out['presence']['churner']}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    # run-* is ignored by git; presence-latest.json is kept, as latest.* is by bench.run.
+    # run-* is ignored by git; presence-latest.json is kept, as latest.* is by bench.run, and
+    # written only by the run `make bench` makes (the default targets).
     text = json.dumps(results, indent=1) + "\n"
     (RESULTS / f"run-presence-{stamp}.json").write_text(text)
-    (RESULTS / "presence-latest.json").write_text(text)
+    if args.targets == DEFAULT_TARGETS:
+        (RESULTS / "presence-latest.json").write_text(text)
     return 0
 
 
