@@ -103,7 +103,7 @@ class _Calls:
 
     def __init__(self) -> None:
         self.queued: collections.deque[tuple[Any, ...]] = collections.deque()
-        self.running = 0  # 1 while a work item is queued or running on the thread
+        self.running = False  # while a work item is queued or running on the thread
         self.results: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
         self.lock = threading.Lock()
 
@@ -113,7 +113,7 @@ class _Calls:
             self.queued.append((loop, future, func))
             if self.running:
                 return future
-            self.running = 1
+            self.running = True
         SyncToAsync.single_thread_executor.submit(self.run)
         return future
 
@@ -147,7 +147,7 @@ class _Calls:
             # Whatever happened above, the calls queued meanwhile get a work item.
             with self.lock:
                 more = bool(self.queued)
-                self.running = 1 if more else 0
+                self.running = more
             if more:  # after the thread's other work
                 SyncToAsync.single_thread_executor.submit(self.run)
 

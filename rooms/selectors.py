@@ -50,10 +50,10 @@ def room_readable_on_connect(*, user: AbstractBaseUser, slug: str) -> Room | Non
     (``room_present``, which forgets it if not), so a room deleted meanwhile on any worker
     costs that socket one retry.
     """
-    room = room_kept(user=user, slug=slug)
-    if room is not None or not user.is_authenticated:
-        return room
-    room = room_readable_get(user=user, slug=slug)
+    kept = room_kept(user=user, slug=slug)
+    if kept is not None:
+        return kept
+    room = room_readable_get(user=user, slug=slug)  # None for an anonymous user too
     if room is not None and room.is_public:
         if len(_public_rooms) >= PUBLIC_ROOMS_KEPT:
             _public_rooms.clear()  # bounded; the busy ones come back at their next connect
