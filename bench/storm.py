@@ -14,6 +14,7 @@ opened after the restart (for the bare ASGI server, which has no catch-up: the s
 """
 
 import asyncio
+import gc
 import multiprocessing
 import random
 import time
@@ -67,6 +68,7 @@ class _State:
     connects: int = 0
     gap_syncs: int = 0
     stopped: int | None = None
+    failed_at: list[float] = field(default_factory=list)  # monotonic times connects failed
 
 
 class _Process:
@@ -101,10 +103,12 @@ class _Process:
                 )
             except InvalidStatus as exc:
                 self.failures[f"http {exc.response.status_code}"] += 1
+                state.failed_at.append(time.monotonic())
                 await self.wait_backoff(state)
                 continue
             except Exception as exc:
                 self.failures[type(exc).__name__] += 1
+                state.failed_at.append(time.monotonic())
                 await self.wait_backoff(state)
                 continue
             state.attempt = 0
@@ -229,6 +233,8 @@ class _Process:
         return {
             **self.status(since),
             "ready_s": sorted(s.ready_at - since for s in readers if s.ready),
+            "opened_s": [s.opened_at - since for s in readers if s.opened_at > since],
+            "failed_s": [t - since for s in readers for t in s.failed_at if t > since],
             "lost": lost if seqs is not None else None,
             "doubled": sum(s.doubled for s in readers),
             "gap_syncs": sum(s.gap_syncs for s in readers),
@@ -269,6 +275,11 @@ def _process_main(
     pipe: Any, sockets: list[Socket], origin: str | None, catch_up: bool, rate: float
 ):
     raise_nofile()
+    # A client process lives for one storm (under a minute). The collector's full collections
+    # over its thousands of connection objects took 1.3 s of CPU per process in a storm
+    # (gc.callbacks, 2026-11-27): CPU the server under test needs on the same two cores, and
+    # pauses that hold every client of the process. Nothing here needs cycles freed that soon.
+    gc.disable()
     proc = _Process(sockets, origin, catch_up)
     try:
         import uvloop
@@ -353,6 +364,16 @@ def _poll(storm: Storm, since: float, want: int, limit: float) -> tuple[dict[str
         time.sleep(0.25)
 
 
+def _timeline(parts: list[dict[str, Any]], step: float = 0.25) -> list[list[float]]:
+    """Per ``step`` seconds after the SIGTERM: readers' connects failed, sockets opened, and
+    sockets caught up (where the storm's time goes: the server down, handshakes, catch-ups)."""
+    counts: dict[int, list[int]] = {}
+    for column, key in enumerate(("failed_s", "opened_s", "ready_s")):
+        for t in (t for p in parts for t in p[key] if t >= 0):
+            counts.setdefault(int(t / step), [0, 0, 0])[column] += 1
+    return [[round(b * step, 2), *row] for b, row in sorted(counts.items())]
+
+
 def s5_storm(running: Any, timing: Any) -> dict[str, Any]:
     """S5: readers in rooms, senders posting; SIGTERM the server, start it, time the storm."""
     count, rooms = timing.s5_clients, running.room_slugs(timing.s5_rooms)
@@ -407,6 +428,7 @@ def s5_storm(running: Any, timing: Any) -> dict[str, Any]:
         time.sleep(2.0)  # the last messages' deliveries, and catch-ups still under way
         final = running.room_seqs(len(rooms)) if running.stores_messages else None
         parts = storm.ask("tally", (restart, final))
+    out["timeline"] = _timeline(parts[:-1])
     ready = sorted(s for p in parts[:-1] for s in p["ready_s"] if s >= 0)
     out["ready_s"] = (
         {

@@ -8,7 +8,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
 
 from .db import reads_sync_to_async
-from .sessions import session_user
+from .sessions import checks_mark, session_user
 
 # The same rule as the re-checks after the handshake (realtime.sessions), Django's own.
 _session_user = reads_sync_to_async(session_user)
@@ -30,13 +30,16 @@ class SessionAuthMiddleware:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Taken before the session is read: a session check sent after this point moves it, and
+        # the socket reads the session again once it has joined its user's group.
+        mark = checks_mark()
         user, session_key = await self._resolve(scope)
         # The session is not kept: sockets never write it, and it would stay in memory for
         # the socket's whole life. Its key is, so the socket can check later that the session
         # still exists and still logs the user in (realtime.sessions). Resolved in a coroutine
         # of its own so that its locals (the cookies, the decoded session) are freed now, not
         # held by this frame for as long as the socket is open (S3, docs/performance.md).
-        scope = {**scope, "user": user, "session_key": session_key}
+        scope = {**scope, "user": user, "session_key": session_key, "session_checks": mark}
         return await self.app(scope, receive, send)
 
     async def _resolve(self, scope: dict[str, Any]) -> tuple[Any, str | None]:

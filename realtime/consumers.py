@@ -22,7 +22,7 @@ from .hub import get_hub
 from .limits import get_limits
 from .loops import per_loop
 from .presence import get_presence
-from .sessions import SESSION_CHECK, key_digest, session_valid
+from .sessions import SESSION_CHECK, checks_mark, key_digest, session_valid
 from .validation import ClientError
 
 logger = logging.getLogger(__name__)
@@ -210,14 +210,22 @@ class HubConsumer(AsyncWebsocketConsumer):
         """Receive the user's own events (notifications, session checks) from now on.
 
         The session may have ended between the handshake and this join, and its check event
-        passed this socket by, so it is checked once more after joining: here in a task of its
-        own (without holding up the connect), or, with ``check=False``, by the caller in the
-        database call it makes next anyway (``session_valid``; the room socket does).
+        passed this socket by, so it is checked once more after joining if a check may have
+        (``session_checks_missed``): here in a task of its own (without holding up the
+        connect), or, with ``check=False``, by the caller in the database call it makes next
+        anyway (``session_valid``; the room socket does).
         """
         await self.join(user_group(self.user.pk))
-        if check:
+        if check and self.session_checks_missed():
             self.session_check()
         self.session_expiry_watch()
+
+    def session_checks_missed(self) -> bool:
+        """Whether a session check may have been sent between the handshake's read of the
+        session and now (``realtime.sessions.checks_mark``); ask once joined to the user's
+        group."""
+        mark = self.scope.get("session_checks")
+        return mark is None or mark != checks_mark()
 
     def session_expiry_watch(self) -> None:
         """Check again when the session may have expired: no event says so.

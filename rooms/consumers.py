@@ -97,13 +97,16 @@ class _Opened:
 
 
 @reads_sync_to_async
-def _opened(user: Any, room: Room, session_key: str | None, after: int | None) -> _Opened | int:
+def _opened(
+    user: Any, room: Room, session_key: str | None, after: int | None, check_session: bool = True
+) -> _Opened | int:
     """Everything a connect reads once its groups are joined, in one trip to the database
     thread (each trip costs as much as a small query: seven of them made a connect 7 times a
     bare handshake's CPU, bench P1/S5, docs/performance.md). Returns a close code instead when
     the session ended meanwhile (4401), the room is gone (1013: try again) or the user may no
-    longer read it (4404)."""
-    if not session_valid(session_key, user.pk):
+    longer read it (4404). ``check_session``: whether a session check may have passed the
+    socket by before it joined (``HubConsumer.session_checks_missed``)."""
+    if check_session and not session_valid(session_key, user.pk):
         return CLOSE_UNAUTHENTICATED
     version = selectors.room_present(room=room)
     if version is None:
@@ -196,7 +199,11 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
         await self.notifications_subscribe(check_session=False)
         self.sidebar_watch_room(self.room)
         opened = await _opened(
-            self.user, self.room, self.session_key, after if "after" in query else None
+            self.user,
+            self.room,
+            self.session_key,
+            after if "after" in query else None,
+            self.session_checks_missed(),
         )
         if isinstance(opened, int):
             await self.close(code=opened)

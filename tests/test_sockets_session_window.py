@@ -1,0 +1,113 @@
+"""A socket learns its user from the session at the handshake and joins the user's group after
+it. A session that ends in between (its check event reaches no socket of the user yet) still
+closes the socket with 4401; a connect with no session check sent in between reads the session
+once, not twice (a reconnect storm's database work, bench S5).
+
+The window is made real: the handshake's read is followed at once by a logout's two steps, the
+session row deleted and the check sent, before the socket goes on to join.
+"""
+
+import pytest
+from channels.db import database_sync_to_async
+from django.contrib.sessions.models import Session
+
+import realtime.auth
+from chatapp.sessions import PreparedLoad
+from realtime import sessions
+
+from .conftest import cookie_header
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOM_AND_NOTIFICATIONS = ["/ws/rooms/{slug}/", "/ws/notifications/"]
+
+
+@pytest.fixture
+def session_reads(monkeypatch):
+    """How many times a session was loaded from the database since the test began."""
+    reads = []
+    load = PreparedLoad._get_session_from_db
+
+    def counted(store):
+        reads.append(store.session_key)
+        return load(store)
+
+    monkeypatch.setattr(PreparedLoad, "_get_session_from_db", counted)
+    return reads
+
+
+def _after_the_handshake(monkeypatch, then):
+    """Run ``then(session_key, user_id)`` (sync, on the database thread) right after the
+    handshake has read the socket's session and before the socket joins anything."""
+    read = realtime.auth._session_user
+
+    async def read_then(session_key):
+        user = await read(session_key)
+        if user is not None:
+            await database_sync_to_async(then)(session_key, user.pk)
+        return user
+
+    monkeypatch.setattr(realtime.auth, "_session_user", read_then)
+
+
+def _logged_out(session_key, user_id):
+    """What logging out does: the session row goes, then every socket of the user is told."""
+    Session.objects.filter(session_key=session_key).delete()
+    sessions.check_broadcast(user_id)
+
+
+async def _cookie(user) -> list[tuple[bytes, bytes]]:
+    return [(b"cookie", (await database_sync_to_async(cookie_header)(user)).encode())]
+
+
+@pytest.mark.parametrize("path", ROOM_AND_NOTIFICATIONS)
+async def test_a_session_ended_between_the_handshake_and_the_join_closes_the_socket(
+    connect, alice, room, monkeypatch, path
+):
+    _after_the_handshake(monkeypatch, _logged_out)
+    socket = await connect(path.format(slug=room.slug), alice)
+    while (output := await socket.receive_output(timeout=3))["type"] != "websocket.close":
+        pass
+    assert output["code"] == 4401
+
+
+@pytest.mark.parametrize("path", ROOM_AND_NOTIFICATIONS)
+async def test_a_connect_with_no_session_check_meanwhile_reads_the_session_once(
+    connect, alice, room, session_reads, path
+):
+    cookie = await _cookie(alice)
+    session_reads.clear()
+    socket = await connect(path.format(slug=room.slug), None, headers=cookie)
+    if "notifications" in path:  # its connect ends with the unread count (a room socket's
+        # connect is waited for by ``connect``)
+        assert (await socket.receive_json_from(timeout=3))["type"] == "notification.unread"
+    assert len(session_reads) == 1  # the handshake's
+
+
+async def test_a_check_sent_for_anyone_meanwhile_makes_the_socket_read_its_session_again(
+    connect, alice, bob, room, session_reads, monkeypatch
+):
+    """The mark counts every check the process sent, whoever's: the socket cannot tell whose,
+    so it reads again, finds its session still good, and stays open."""
+    _after_the_handshake(monkeypatch, lambda key, user_id: sessions.check_broadcast(bob.pk))
+    cookie = await _cookie(alice)
+    session_reads.clear()
+    socket = await connect(f"/ws/rooms/{room.slug}/", None, headers=cookie)
+    await socket.send_json_to({"type": "message", "body": "still here"})
+    while (frame := await socket.receive_json_from(timeout=3))["type"] != "message":
+        assert frame["type"] != "error", frame
+    assert frame["body"] == "still here"
+    assert len(session_reads) == 2
+
+
+def test_with_a_layer_shared_by_several_processes_every_connect_reads_the_session_again(
+    settings,
+):
+    """Other workers send checks this process never counts: no mark, so always read again."""
+    mark = sessions.checks_mark()  # the in-memory layer: this process is the only server
+    sessions.check_broadcast(1)
+    assert sessions.checks_mark() == mark + 1
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {}}
+    }
+    assert sessions.checks_mark() is None
