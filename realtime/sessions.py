@@ -16,14 +16,12 @@ cycled follow it.
 """
 
 import contextvars
-import functools
 import hashlib
 import threading
 from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
-from channels.layers import InMemoryChannelLayer
 from django.conf import settings
 from django.contrib.auth import (
     BACKEND_SESSION_KEY,
@@ -39,9 +37,9 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare
-from django.utils.module_loading import import_string
 
 from chatapp.prepared import Prepared
+from ops.checks import in_memory_layer_used
 
 from .events import event_broadcast, user_group
 
@@ -119,14 +117,6 @@ _checks_sent = 0
 _checks_lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=4)
-def _one_process(backend: str | None) -> bool:
-    try:
-        return issubclass(import_string(backend or ""), InMemoryChannelLayer)
-    except (ImportError, TypeError):
-        return False
-
-
 def checks_mark() -> int | None:
     """A mark of the session checks sent so far, for a socket to tell later whether one may
     have passed it by (``HubConsumer.session_checks_missed``); None when that cannot be told.
@@ -140,7 +130,7 @@ def checks_mark() -> int | None:
     any other layer, checks come from every worker: None, and the socket always reads again.
     Saves a reconnect two of its seven queries (bench S5, docs/performance.md).
     """
-    if not _one_process(settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND")):
+    if not in_memory_layer_used():
         return None
     return _checks_sent
 
