@@ -32,7 +32,7 @@ class SessionAuthMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Taken before the session is read: a session check sent after this point moves it, and
         # the socket reads the session again once it has joined its user's group.
-        mark = checks_mark()
+        mark = await checks_mark()
         user, session_key = await self._resolve(scope)
         # The session is not kept: sockets never write it, and it would stay in memory for
         # the socket's whole life. Its key is, so the socket can check later that the session

@@ -216,16 +216,16 @@ class HubConsumer(AsyncWebsocketConsumer):
         anyway (``session_valid``; the room socket does).
         """
         await self.join(user_group(self.user.pk))
-        if check and self.session_checks_missed():
+        if check and await self.session_checks_missed():
             self.session_check()
         self.session_expiry_watch()
 
-    def session_checks_missed(self) -> bool:
+    async def session_checks_missed(self) -> bool:
         """Whether a session check may have been sent between the handshake's read of the
         session and now (``realtime.sessions.checks_mark``); ask once joined to the user's
         group."""
         mark = self.scope.get("session_checks")
-        return mark is None or mark != checks_mark()
+        return mark is None or mark != await checks_mark()
 
     def session_expiry_watch(self) -> None:
         """Check again when the session may have expired: no event says so.

@@ -11,6 +11,7 @@ the caller wait for a free connection instead (``pool_timeout`` seconds at most)
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -75,10 +76,11 @@ class RedisChannelLayer(CoreRedisChannelLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._last_score = 0.0
-        # Joins and leaves of the running loop, pipelined: after a restart each worker joins
-        # a group for every room and user it has sockets of, and on shutdown leaves them all,
-        # at two round trips (ZADD, EXPIRE) and one (ZREM) each (S5, docs/performance.md).
-        self._memberships = per_loop(lambda: Pipelined(lambda: self.connection(0)))
+        # Joins, leaves and counter reads of the running loop, pipelined: after a restart each
+        # worker joins a group for every room and user it has sockets of (and reads the
+        # session-check counter twice per socket), and on shutdown leaves them all, at two
+        # round trips (ZADD, EXPIRE) and one (ZREM) each (S5, docs/performance.md).
+        self._pipelined = per_loop(lambda: Pipelined(lambda: self.connection(0)))
 
     async def group_add(self, group: str, channel: str) -> None:
         if not self.batches:
@@ -86,7 +88,7 @@ class RedisChannelLayer(CoreRedisChannelLayer):
         assert self.require_valid_group_name(group), "Group name not valid"
         assert self.require_valid_channel_name(channel), "Channel name not valid"
         key = self._group_key(group)
-        await self._memberships().execute(
+        await self._pipelined().execute(
             ("ZADD", key, time.time(), channel), ("EXPIRE", key, self.group_expiry)
         )
 
@@ -95,7 +97,29 @@ class RedisChannelLayer(CoreRedisChannelLayer):
             return await super().group_discard(group, channel)
         assert self.require_valid_group_name(group), "Group name not valid"
         assert self.require_valid_channel_name(channel), "Channel name not valid"
-        await self._memberships().execute(("ZREM", self._group_key(group), channel))
+        await self._pipelined().execute(("ZREM", self._group_key(group), channel))
+
+    def _counter_key(self, name: str) -> str:
+        return f"{self.prefix}:counter:{name}"
+
+    def _counter_start(self, key: str) -> tuple[Any, ...]:
+        # A missing counter starts at a random number, not at 0: if Redis loses it (a restart,
+        # an eviction) between two reads, the second can never equal the first by counting up
+        # to it again.
+        return ("SET", key, secrets.randbelow(2**62), "NX")
+
+    async def counter_incr(self, name: str) -> None:
+        """Move the counter ``name`` that every process on this layer shares."""
+        key = self._counter_key(name)
+        await self._pipelined().execute(self._counter_start(key), ("INCR", key))
+
+    async def counter_get(self, name: str) -> bytes:
+        """The counter's value: it differs from an earlier read if it moved in between."""
+        key = self._counter_key(name)
+        value = (await self._pipelined().execute(("GET", key)))[0]
+        if value is None:
+            value = (await self._pipelined().execute(self._counter_start(key), ("GET", key)))[1]
+        return value
 
     @property
     def batches(self) -> bool:

@@ -17,11 +17,14 @@ cycled follow it.
 
 import contextvars
 import hashlib
+import logging
 import threading
 from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import (
     BACKEND_SESSION_KEY,
@@ -42,6 +45,8 @@ from chatapp.prepared import Prepared
 from ops.checks import in_memory_layer_used
 
 from .events import event_broadcast, user_group
+
+logger = logging.getLogger(__name__)
 
 SESSION_CHECK = "session.check"
 # A user save that touches none of these cannot end a session (e.g. login's ``last_login``).
@@ -99,8 +104,9 @@ def session_valid(session_key: str | None, user_id: int) -> bool:
     return user is not None and user.pk == user_id
 
 
-# Every socket connect loads its user twice (the handshake, the re-check after joining):
-# ModelBackend's ``get(pk=...)``, compiled once per process (chatapp.prepared).
+# Every socket connect loads its user (the handshake, and the re-check after joining when a
+# check may have passed it by): ModelBackend's ``get(pk=...)``, compiled once per process
+# (chatapp.prepared).
 _user_by_pk = Prepared(lambda pk: get_user_model()._default_manager.filter(pk=pk)[:1])
 
 
@@ -112,34 +118,63 @@ def _user_get(backend: Any, user_id: Any) -> Any:
     return user if user is not None and backend.user_can_authenticate(user) else None
 
 
-# The session checks this process has sent, counted (``checks_mark``).
+# The session checks this process has sent, counted (``checks_mark``, in-memory layer).
 _checks_sent = 0
 _checks_lock = threading.Lock()
+# The count of every process's checks on a shared layer (realtime.layers.RedisChannelLayer).
+CHECKS_COUNTER = "session-checks"
 
 
-def checks_mark() -> int | None:
+def _shared_counter() -> Any:
+    """The default layer if it keeps counters that every process shares, else None."""
+    layer = get_channel_layer()
+    return layer if hasattr(layer, "counter_incr") else None
+
+
+async def checks_mark() -> Any:
     """A mark of the session checks sent so far, for a socket to tell later whether one may
     have passed it by (``HubConsumer.session_checks_missed``); None when that cannot be told.
 
     A socket learns its user from its session at the handshake and joins the user's group after
     it: a check sent in between never reaches it. So it compares this mark, taken before the
     handshake read the session, with the mark once it has joined, and reads the session again
-    only if they differ. That tells only with the in-memory channel layer, where this process
-    is the only server (ops.guard) and sends every check its sockets can be sent; a check sent
-    by another process (a management command, a script) reaches no socket at all there. With
-    any other layer, checks come from every worker: None, and the socket always reads again.
-    Saves a reconnect two of its seven queries (bench S5, docs/performance.md).
+    only if they differ. Every check moves the mark before it is sent, after what it reports
+    (a deleted session, a changed user) is saved. With the in-memory layer the mark is this
+    process's count (it is the only server, ops.guard, and sends every check its sockets can
+    be sent); with the project's Redis layer it is a counter in Redis that every process moves
+    (``check_broadcast``); with any other layer there is none and the socket always reads
+    again. Saves a reconnect a session read and a user query (bench S5, docs/performance.md).
     """
-    if not in_memory_layer_used():
+    if in_memory_layer_used():
+        return _checks_sent
+    counter = _shared_counter()
+    if counter is None:
         return None
-    return _checks_sent
+    try:
+        return await counter.counter_get(CHECKS_COUNTER)
+    except Exception:  # Redis unreachable: no mark, so the socket reads again
+        logger.warning("reading the session-check counter failed", exc_info=True)
+        return None
+
+
+def _checks_count() -> None:
+    counter = _shared_counter()
+    if counter is None:
+        global _checks_sent
+        with _checks_lock:
+            _checks_sent += 1
+        return
+    try:  # a request's thread or a script: never the event loop's own thread (the ORM's)
+        async_to_sync(counter.counter_incr)(CHECKS_COUNTER)
+    except Exception:
+        # The check is still sent to the sockets already joined; one joining right now may
+        # miss it, as it may miss the check itself while Redis fails.
+        logger.exception("counting a session check failed")
 
 
 def check_broadcast(user_id: int, renamed: tuple[str, str] | None = None) -> None:
     """Have every socket of the user re-check its session (after the transaction commits)."""
-    global _checks_sent
-    with _checks_lock:  # counted before it is sent: a socket that joins later sees the mark move
-        _checks_sent += 1
+    _checks_count()  # before it is sent: a socket that joins later sees the mark move
     payload: dict[str, Any] = {"type": SESSION_CHECK}
     if renamed is not None:
         payload["renamed"] = [key_digest(renamed[0]), renamed[1]]

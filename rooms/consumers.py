@@ -203,7 +203,7 @@ class RoomConsumer(SidebarMixin, NotificationsMixin, HubConsumer):
             self.room,
             self.session_key,
             after if "after" in query else None,
-            self.session_checks_missed(),
+            await self.session_checks_missed(),
         )
         if isinstance(opened, int):
             await self.close(code=opened)
