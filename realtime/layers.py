@@ -113,7 +113,7 @@ class RedisChannelLayer(CoreRedisChannelLayer):
         key = self._counter_key(name)
         await self._pipelined().execute(self._counter_start(key), ("INCR", key))
 
-    async def counter_get(self, name: str) -> bytes:
+    async def counter_get(self, name: str) -> bytes | None:
         """The counter's value: it differs from an earlier read if it moved in between."""
         key = self._counter_key(name)
         value = (await self._pipelined().execute(("GET", key)))[0]
