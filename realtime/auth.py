@@ -30,10 +30,7 @@ class SessionAuthMiddleware:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # Taken before the session is read: a session check sent after this point moves it, and
-        # the socket reads the session again once it has joined its user's group.
-        mark = await checks_mark()
-        user, session_key = await self._resolve(scope)
+        user, session_key, mark = await self._resolve(scope)
         # The session is not kept: sockets never write it, and it would stay in memory for
         # the socket's whole life. Its key is, so the socket can check later that the session
         # still exists and still logs the user in (realtime.sessions). Resolved in a coroutine
@@ -42,14 +39,21 @@ class SessionAuthMiddleware:
         scope = {**scope, "user": user, "session_key": session_key, "session_checks": mark}
         return await self.app(scope, receive, send)
 
-    async def _resolve(self, scope: dict[str, Any]) -> tuple[Any, str | None]:
+    async def _resolve(self, scope: dict[str, Any]) -> tuple[Any, str | None, Any]:
+        """``(user, session_key, mark)``: the mark of session checks (``checks_mark``) is taken
+        before the session is read, so a check sent after it moves it and the socket reads its
+        session again once it has joined its user's group; a socket without a session cookie
+        takes none (no Redis read for an anonymous connect)."""
         cookie = b""
         for name, value in scope.get("headers", ()):
             if name == b"cookie":
                 cookie = value
                 break
         session_key = parse_cookie(cookie.decode("latin1")).get(settings.SESSION_COOKIE_NAME)
+        if not session_key:
+            return AnonymousUser(), None, None
+        mark = await checks_mark()
         user = await _session_user(session_key)
         if user is None:
-            return AnonymousUser(), None
-        return user, session_key
+            return AnonymousUser(), None, None
+        return user, session_key, mark

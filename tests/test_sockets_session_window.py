@@ -129,6 +129,23 @@ async def test_a_check_sent_for_anyone_meanwhile_makes_the_socket_read_its_sessi
     assert len(session_reads) == 2
 
 
+async def test_an_anonymous_connect_takes_no_mark(layer, connect, room, monkeypatch):
+    """A socket without a session cookie reads nothing: no mark (on Redis, no round trip)."""
+    marks = []
+    mark = realtime.auth.checks_mark
+
+    async def counted():
+        marks.append(1)
+        return await mark()
+
+    monkeypatch.setattr(realtime.auth, "checks_mark", counted)
+    socket = await connect(f"/ws/rooms/{room.slug}/", None, expect_accept=False)
+    while (output := await socket.receive_output(timeout=3))["type"] != "websocket.close":
+        pass
+    assert output["code"] == 4401
+    assert marks == []
+
+
 async def test_on_redis_a_check_sent_by_any_process_moves_every_process_mark(redis_url, settings):
     """Checks come from every worker, command and script: the mark is one Redis counter."""
     prefix = f"window-{uuid.uuid4().hex}"
