@@ -8,10 +8,13 @@ from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
 
 from .db import reads_sync_to_async
-from .sessions import checks_mark, session_user
+from .session_cache import session_cached
+from .sessions import checks_mark, session_data_user, session_user
 
-# The same rule as the re-checks after the handshake (realtime.sessions), Django's own.
+# The same rule as the re-checks after the handshake (realtime.sessions), Django's own: on a
+# session read from the cache on the event loop, or on one the database thread reads.
 _session_user = reads_sync_to_async(session_user)
+_session_data_user = reads_sync_to_async(session_data_user)
 
 
 class SessionAuthMiddleware:
@@ -53,7 +56,11 @@ class SessionAuthMiddleware:
         if not session_key:
             return AnonymousUser(), None, None
         mark = await checks_mark()
-        user = await _session_user(session_key)
+        data = await session_cached(session_key)  # None: not in the cache, or no such cache
+        if data is not None:
+            user = await _session_data_user(data)
+        else:
+            user = await _session_user(session_key)
         if user is None:
             return AnonymousUser(), None, None
         return user, session_key, mark

@@ -75,17 +75,29 @@ def session_user(session_key: str | None) -> Any:
     if not session_key:
         return None
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return session_data_user({key: session.get(key) for key in _AUTH_KEYS})
+
+
+_AUTH_KEYS = (SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY)
+
+
+def session_data_user(data: dict[str, Any]) -> Any:
+    """``session_user``'s rule on a session's data already read (a missing session: ``{}``):
+    the handshake reads it from the session cache on the event loop when it can
+    (realtime.session_cache). Loads the user, so it runs on the database thread."""
+    user_id, backend_path = data.get(SESSION_KEY), data.get(BACKEND_SESSION_KEY)
+    if user_id is None or backend_path is None:  # no such session (logged out, expired)
+        return None
     try:
-        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
-        backend_path = session[BACKEND_SESSION_KEY]
-    except (KeyError, ValidationError):  # no such session (logged out, expired), not logged in
+        user_id = get_user_model()._meta.pk.to_python(user_id)
+    except ValidationError:
         return None
     if backend_path not in settings.AUTHENTICATION_BACKENDS:
         return None
     user = _user_get(load_backend(backend_path), user_id)  # None when inactive or deleted
     if user is None:
         return None
-    session_hash = session.get(HASH_SESSION_KEY)
+    session_hash = data.get(HASH_SESSION_KEY)
     if not session_hash:
         return None
     if constant_time_compare(session_hash, user.get_session_auth_hash()):
