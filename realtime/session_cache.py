@@ -29,7 +29,6 @@ from django.core.cache.backends.redis import RedisCache, RedisSerializer
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .layers import pool_create
 from .loops import per_loop
 from .pipelined import Pipelined
 
@@ -63,7 +62,11 @@ def _readable() -> tuple[Any, str, dict[str, Any]] | None:
 
 
 def _client_create() -> Pipelined:
+    # Imported here: the embedded default (no Redis) never loads redis-py's asyncio client
+    # and channels_redis, ~50 ms of every start-up (S5's restart).
     import redis.asyncio
+
+    from .layers import pool_create
 
     _, location, options = _readable()  # type: ignore[misc]
     client = redis.asyncio.Redis(connection_pool=pool_create({"address": location, **options}))

@@ -397,9 +397,17 @@ def room_members_among(
     if not room_ids or not user_ids:
         return found
     for start in range(0, len(user_ids), chunk):
-        pairs = Membership.objects.filter(
-            room_id__in=_id_list(room_ids), user_id__in=_id_list(user_ids[start : start + chunk])
-        ).values_list("room_id", "user_id")
+        # The rooms' members, each kept if online: ``user_id + 0`` keeps the user list off the
+        # (room, user) index. With both lists on it, SQLite without statistics probed every
+        # (room, user) pair: 500 rooms x 5,000 users took 200 ms a tick against 2.4 ms
+        # (S5, docs/performance.md).
+        pairs = (
+            Membership.objects.alias(member=F("user_id") + 0)
+            .filter(
+                room_id__in=_id_list(room_ids), member__in=_id_list(user_ids[start : start + chunk])
+            )
+            .values_list("room_id", "user_id")
+        )
         for room_id, user_id in pairs:
             found[room_id].add(user_id)
     return found

@@ -177,3 +177,23 @@ def test_a_unix_socket_redis_url_carries_events_and_the_cache(kind):
         )
     lines = result.stdout.strip().splitlines()[-2:]
     assert lines == ["received 1", "cached"], result.stderr[-2000:]
+
+
+def test_the_embedded_default_starts_without_loading_redis_clients():
+    """A restart's new process serves once ``chatproject.asgi`` is imported (bench S5): without
+    REDIS_URL nothing imports channels_redis or redis-py's asyncio client (~50 ms of it)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, chatproject.asgi\n"
+            "print([m for m in ('channels_redis.core', 'redis.asyncio') if m in sys.modules])",
+        ],
+        cwd=ROOT,
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
