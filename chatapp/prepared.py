@@ -152,5 +152,50 @@ class Prepared:
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A ``rows`` read with its values and what makes its answer of the rows: run alone
+    (``run``) or with others in one round trip to the database (``reads_run``)."""
+
+    prepared: Prepared
+    values: dict[str, Any]
+    finish: Callable[[list[tuple[Any, ...]]], Any]
+
+    def run(self) -> Any:
+        return self.finish(self.prepared.rows(**self.values))
+
+
+def reads_run(*reads: Read) -> list[Any]:
+    """Each read's answer, as ``read.run()`` gives it.
+
+    On PostgreSQL the reads go out as one list of statements, in one round trip, and are read
+    back result by result (psycopg's client-side binding, Django's default, sends several
+    statements at once): a socket's connect reads its room, its notification count and its
+    sidebar, and in a reconnect storm the three round trips in series on the process's one
+    database thread were the tail of every catch-up (S5, docs/performance.md). Elsewhere (SQLite
+    takes one statement at a time), and for a read that is not reusable, each runs alone.
+    """
+    prepared = [r.prepared._prepared(_pks(r.values, r.prepared.users)) for r in reads]
+    aliases = {p[0] for p in prepared if p is not None}
+    if (
+        len(reads) < 2
+        or None in prepared
+        or len(aliases) != 1
+        or connections[next(iter(aliases))].vendor != "postgresql"
+    ):
+        return [read.run() for read in reads]
+    alias = next(iter(aliases))
+    sql = ";\n".join(p[1].sql for p in prepared)  # type: ignore[index]
+    params = [param for p in prepared for param in p[2]]  # type: ignore[index]
+    answers = []
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        for i, read in enumerate(reads):
+            if i:
+                cursor.nextset()
+            answers.append(read.finish([tuple(row) for row in cursor.fetchall()]))
+    return answers
+
+
 def _pks(values: dict[str, Any], users: tuple[str, ...]) -> dict[str, Any]:
     return {k: (v.pk if k in users else v) for k, v in values.items()}

@@ -1,19 +1,30 @@
 """Reads of notifications."""
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Max, Q, QuerySet
 
-from chatapp.prepared import Prepared
+from chatapp.prepared import Prepared, Read
 
 from .models import Delivery
 
 
 def unread_snapshot(*, user_id: int) -> tuple[int, int]:
     """A user's unread count and the highest notification id that count takes into account."""
+    return unread_snapshot_read(user_id=user_id).run()
+
+
+def unread_snapshot_read(*, user_id: int) -> Read:
+    """``unread_snapshot`` as a read to run with others (``chatapp.prepared.reads_run``)."""
     # One statement, so the count and the id it is current to agree; compiled once per process
     # (chatapp.prepared): every socket connect asks.
-    row = next(iter(_unread_snapshot.rows(user_id=user_id)), None)
+    return Read(_unread_snapshot, {"user_id": user_id}, _snapshot)
+
+
+def _snapshot(rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+    row = next(iter(rows), None)
     return (row[0], row[1] or 0) if row is not None else (0, 0)
 
 

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 
+from chatapp.prepared import reads_run
 from notifications import selectors as notification_selectors
 from notifications.consumers import NotificationsMixin
 from realtime.consumers import (
@@ -108,7 +109,13 @@ def _opened(
     socket by before it joined (``HubConsumer.session_checks_missed``)."""
     if check_session and not session_valid(session_key, user.pk):
         return CLOSE_UNAUTHENTICATED
-    version = selectors.room_present(room=room)
+    # One round trip on PostgreSQL for the three (the count and the sidebar are read even if
+    # the room turns out gone: that is rare, and they are small).
+    version, unread, sidebar = reads_run(
+        selectors.room_present_read(room=room),
+        notification_selectors.unread_snapshot_read(user_id=user.pk),
+        selectors.conversations_unread_read(user=user),
+    )
     if version is None:
         # Deleted since it was found (on any worker, whose kept copy is now forgotten): the
         # client tries again and is then told whatever is there now.
@@ -120,11 +127,7 @@ def _opened(
     history = None
     if after is not None:
         history = catchup(room.pk, after, settings.CHAT_SYNC_LIMIT, version)
-    return _Opened(
-        history=history,
-        unread=notification_selectors.unread_snapshot(user_id=user.pk),
-        sidebar=selectors.conversations_unread(user=user),
-    )
+    return _Opened(history=history, unread=unread, sidebar=sidebar)
 
 
 @reads_sync_to_async

@@ -17,7 +17,7 @@ from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, 
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
-from chatapp.prepared import Prepared
+from chatapp.prepared import Prepared, Read
 
 from .models import Membership, Message, Reaction, Room
 
@@ -72,10 +72,19 @@ def room_present(*, room: Room) -> tuple[int, Any] | None:
     """The room's version ``(last_seq, created)`` if ``room`` is still there under its slug
     (``room_readable_on_connect`` keeps rooms that another worker may have deleted since);
     None, and forgotten, if not. The version serves a catch-up read next (``rooms.catchup``)."""
-    version = next(iter(_room_present.rows(room_id=room.pk, slug=room.slug)), None)
-    if version is None:
-        rooms_forget(slug=room.slug)
-    return version
+    return room_present_read(room=room).run()
+
+
+def room_present_read(*, room: Room) -> Read:
+    """``room_present`` as a read to run with others (``chatapp.prepared.reads_run``)."""
+
+    def finish(rows: list[tuple[Any, ...]]) -> tuple[int, Any] | None:
+        version = next(iter(rows), None)
+        if version is None:
+            rooms_forget(slug=room.slug)
+        return version  # type: ignore[return-value]
+
+    return Read(_room_present, {"room_id": room.pk, "slug": room.slug}, finish)
 
 
 def rooms_forget(*, slug: str | None = None) -> None:
@@ -293,10 +302,16 @@ def conversations_unread(
     in one query: the sidebar's counts for a socket, each current to the room seq ``through``
     (read in the same statement, so the two agree)."""
     if slug is None:
-        # Every room socket's connect asks: compiled once per process (chatapp.prepared).
-        return _conversations_unread.rows(user=user)  # type: ignore[return-value]
+        return conversations_unread_read(user=user).run()
     rooms = _member_rooms(user).filter(slug=slug)
     return list(rooms.values_list("pk", "slug", "unread", "last_seq"))
+
+
+def conversations_unread_read(*, user: AbstractBaseUser) -> Read:
+    """``conversations_unread`` of all the user's rooms as a read to run with others
+    (``chatapp.prepared.reads_run``)."""
+    # Every room socket's connect asks: compiled once per process (chatapp.prepared).
+    return Read(_conversations_unread, {"user": user}, list)
 
 
 _conversations_unread = Prepared(

@@ -9,9 +9,9 @@ from django.db import connection
 from django.db.models import Count, Max, Q
 from django.test.utils import CaptureQueriesContext
 
-from chatapp.prepared import Prepared
+from chatapp.prepared import Prepared, reads_run
 from notifications.models import Delivery
-from notifications.selectors import _unread_snapshot, unread_snapshot
+from notifications.selectors import _unread_snapshot, unread_snapshot, unread_snapshot_read
 from notifications.services import notifications_mark_read, notify
 from rooms import selectors, services
 from rooms.models import Room
@@ -105,6 +105,31 @@ def test_the_unread_notifications_are_the_orms(world):
         assert unread_snapshot(user_id=user.pk) == (state["unread"], state["through"] or 0)
     assert unread_snapshot(user_id=alice.pk)[0] == 2
     assert unread_snapshot(user_id=bob.pk)[0] == 0
+
+
+def test_a_connects_reads_run_together_answer_as_each_alone_in_one_round_trip(world):
+    """A room socket's connect reads its room, notification count and sidebar together: one
+    statement list on PostgreSQL (one round trip), one statement each on SQLite."""
+    alice, bob = world["alice"], world["bob"]
+    public, secret, _ = world["rooms"]
+    notify(text="one", users=[alice])
+    gone = room_make(created_by=bob)
+    gone_slug = gone.slug
+    Room.objects.filter(pk=gone.pk).delete()
+    for user, room in ((alice, public), (alice, secret), (bob, public), (bob, gone)):
+        reads = (
+            selectors.room_present_read(room=room),
+            unread_snapshot_read(user_id=user.pk),
+            selectors.conversations_unread_read(user=user),
+        )
+        alone = [read.run() for read in reads]
+        with CaptureQueriesContext(connection) as queries:
+            together = reads_run(*reads)
+        assert together == alone, (user, room)
+        assert len(queries) == (1 if connection.vendor == "postgresql" else 3)
+    assert alone[0] is None and gone_slug  # the deleted room: no version
+    (version,) = reads_run(selectors.room_present_read(room=public))  # one read: alone
+    assert version[0] == Room.objects.get(pk=public.pk).last_seq == 4
 
 
 def test_a_read_whose_value_is_inlined_in_its_sql_is_built_every_time(search_db):
