@@ -7,14 +7,15 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
 
-from .db import reads_sync_to_async
+from .db import reads_batched
 from .session_cache import session_cached
-from .sessions import checks_mark, session_data_user, session_user
+from .sessions import checks_mark, session_data_users, sessions_users
 
 # The same rule as the re-checks after the handshake (realtime.sessions), Django's own: on a
-# session read from the cache on the event loop, or on one the database thread reads.
-_session_user = reads_sync_to_async(session_user)
-_session_data_user = reads_sync_to_async(session_data_user)
+# session read from the cache on the event loop, or on one the database thread reads; the
+# handshakes waiting for the database thread at one moment load their users in one query.
+_session_user = reads_batched(sessions_users)
+_session_data_user = reads_batched(session_data_users)
 
 
 class SessionAuthMiddleware:

@@ -127,6 +127,7 @@ class _Calls:
                 failed = None
             except Exception as exc:  # as database_sync_to_async would: the calls fail with it
                 failed = exc
+            together = _together(batch)
             for loop, future, func in batch:
                 # As SyncToAsync records it: after-commit events go to this loop
                 # (realtime.events), and async_to_sync in the call finds its way back.
@@ -135,7 +136,10 @@ class _Calls:
                 try:
                     if failed is not None:
                         raise failed
-                    outcome = (future, func(), None)
+                    if isinstance(func, _Many):
+                        outcome = (future, together.answer(func), None)
+                    else:
+                        outcome = (future, func(), None)
                 except BaseException as exc:  # handed to the awaiting coroutine
                     outcome = (future, None, exc)
                 self.done(loop, outcome)
@@ -177,6 +181,51 @@ class _Calls:
                 future.set_exception(exc)
 
 
+class _Many:
+    """One argument of a call that runs once for every such call of a work item
+    (``reads_batched``)."""
+
+    __slots__ = ("argument", "many")
+
+    def __init__(self, many: Callable[[list[Any]], list[Any]], argument: Any) -> None:
+        self.many, self.argument = many, argument
+
+
+class _Together:
+    """The answers of a work item's ``_Many`` calls: each function runs once, for all of its
+    arguments, when the first of them is reached."""
+
+    def __init__(self, calls: list[_Many]) -> None:
+        self.calls: dict[Any, list[_Many]] = {}
+        for call in calls:
+            self.calls.setdefault(call.many, []).append(call)
+        self.answers: dict[int, Any] = {}
+
+    def answer(self, call: _Many) -> Any:
+        if id(call) not in self.answers:
+            group = self.calls[call.many]
+            try:
+                answers = call.many([c.argument for c in group])
+            except Exception as exc:  # the whole group fails with it, each caller told
+                answers = [_Failed(exc)] * len(group)
+            self.answers.update(zip(map(id, group), answers, strict=True))
+        answer = self.answers[id(call)]
+        if isinstance(answer, _Failed):
+            raise answer.exc
+        return answer
+
+
+class _Failed:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+def _together(batch: list[tuple[Any, ...]]) -> _Together:
+    return _Together([func for _, _, func in batch if isinstance(func, _Many)])
+
+
 _calls = _Calls()
 
 
@@ -205,5 +254,22 @@ def reads_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         # A caller cancelled meanwhile (its socket closed) gets no result; the call still
         # runs, as one already handed to database_sync_to_async's thread does.
         return await _calls.call(loop, functools.partial(func, *args, **kwargs))
+
+    return call
+
+
+def reads_batched(many: Callable[[list[Any]], list[R]]) -> Callable[[Any], Awaitable[R]]:
+    """``reads_sync_to_async`` of a read that takes one argument, for a function that answers
+    a list of them at once (``many([a, b]) == [f(a), f(b)]``): the calls queued together run
+    as one call of ``many``, e.g. one query for every handshake's user of a moment instead of
+    one each (S5, docs/performance.md). An exception of ``many`` fails all of them."""
+    one_thread = database_sync_to_async(lambda argument: many([argument])[0])
+
+    @functools.wraps(many)
+    async def call(argument: Any) -> R:
+        loop = asyncio.get_running_loop()
+        if not _plain_thread(loop):
+            return await one_thread(argument)
+        return await _calls.call(loop, _Many(many, argument))  # type: ignore[arg-type]
 
     return call

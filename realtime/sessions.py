@@ -72,10 +72,17 @@ def session_user(session_key: str | None) -> Any:
     Unlike ``get_user`` it changes nothing: a mismatched session is not flushed here, the next
     request does that.
     """
-    if not session_key:
-        return None
-    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    return session_data_user({key: session.get(key) for key in _AUTH_KEYS})
+    return sessions_users([session_key])[0]
+
+
+def sessions_users(session_keys: list[str | None]) -> list[Any]:
+    """``session_user`` of each key (the handshakes of one moment, realtime.auth)."""
+    engine = import_module(settings.SESSION_ENGINE)
+    datas = []
+    for key in session_keys:
+        session = engine.SessionStore(key) if key else None
+        datas.append({k: session.get(k) for k in _AUTH_KEYS} if session is not None else {})
+    return session_data_users(datas)
 
 
 _AUTH_KEYS = (SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY)
@@ -85,8 +92,26 @@ def session_data_user(data: dict[str, Any]) -> Any:
     """``session_user``'s rule on a session's data already read (a missing session: ``{}``):
     the handshake reads it from the session cache on the event loop when it can
     (realtime.session_cache). Loads the user, so it runs on the database thread."""
+    return session_data_users([data])[0]
+
+
+def session_data_users(datas: list[dict[str, Any]]) -> list[Any]:
+    """``session_data_user`` of each session's data; the users of Django's ``ModelBackend``
+    are loaded in one query for all (a reconnect storm's handshakes, bench S5)."""
+    claims = [_claims(data) for data in datas]
+    ids = {claim[0] for claim in claims if claim is not None and _model_lookup(*claim[:2])}
+    found = None
+    if len(ids) > 1:
+        manager = get_user_model()._default_manager
+        found = {user.pk: user for user in manager.filter(pk__in=sorted(ids))}
+    return [None if claim is None else _accepted(*claim, found) for claim in claims]
+
+
+def _claims(data: dict[str, Any]) -> tuple[Any, str, Any] | None:
+    """``(user id, backend path, session hash)`` the session claims, or None if it names
+    nobody (no such session: logged out, expired; not logged in; an unknown backend)."""
     user_id, backend_path = data.get(SESSION_KEY), data.get(BACKEND_SESSION_KEY)
-    if user_id is None or backend_path is None:  # no such session (logged out, expired)
+    if user_id is None or backend_path is None:
         return None
     try:
         user_id = get_user_model()._meta.pk.to_python(user_id)
@@ -94,11 +119,27 @@ def session_data_user(data: dict[str, Any]) -> Any:
         return None
     if backend_path not in settings.AUTHENTICATION_BACKENDS:
         return None
-    user = _user_get(load_backend(backend_path), user_id)  # None when inactive or deleted
-    if user is None:
-        return None
-    session_hash = data.get(HASH_SESSION_KEY)
-    if not session_hash:
+    return user_id, backend_path, data.get(HASH_SESSION_KEY)
+
+
+def _model_lookup(user_id: Any, backend_path: str) -> bool:
+    """Whether the backend's ``get_user`` is Django's own ``ModelBackend`` lookup by pk."""
+    backend = load_backend(backend_path)
+    return type(backend).get_user is ModelBackend.get_user and isinstance(user_id, int)
+
+
+def _accepted(
+    user_id: Any, backend_path: str, session_hash: Any, found: dict[int, Any] | None
+) -> Any:
+    """The claimed user if the backend still accepts them and the hash is still theirs."""
+    backend = load_backend(backend_path)
+    if found is not None and _model_lookup(user_id, backend_path):
+        user = found.get(user_id)
+        if user is not None and not backend.user_can_authenticate(user):
+            user = None
+    else:
+        user = _user_get(backend, user_id)  # None when inactive or deleted
+    if user is None or not session_hash:
         return None
     if constant_time_compare(session_hash, user.get_session_auth_hash()):
         return user

@@ -74,3 +74,58 @@ async def test_a_connection_that_cannot_be_checked_fails_those_calls_and_the_thr
     with pytest.raises(RuntimeError, match="went away"):
         await square(2)
     assert (await square(6))[0] == 36
+
+
+calls_of_many: list[list[int]] = []
+
+
+def squares(ns: list[int]) -> list[tuple[int, int]]:
+    calls_of_many.append(list(ns))
+    if any(n < 0 for n in ns):
+        raise ValueError(ns)
+    return [(n * n, threading.get_ident()) for n in ns]
+
+
+square_batched = db.reads_batched(squares)
+
+
+async def _queued_behind_a_busy_thread(*calls):
+    """Run ``calls`` (awaitables) queued while the database thread is busy, so that they are
+    taken from the queue together."""
+    gate = threading.Event()
+    busy = asyncio.ensure_future(reads_sync_to_async(lambda: gate.wait(5))())
+    await asyncio.sleep(0.05)
+    futures = [asyncio.ensure_future(call) for call in calls]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await busy
+    return await asyncio.gather(*futures, return_exceptions=True)
+
+
+async def test_batched_reads_queued_together_run_as_one_call_and_answer_each_caller():
+    calls_of_many.clear()
+    count = db.BATCH * 2 + 3
+    results = await _queued_behind_a_busy_thread(*(square_batched(n) for n in range(count)))
+    assert [value for value, _ in results] == [n * n for n in range(count)]
+    assert {thread for _, thread in results} == {await database_thread()}
+    # One call per work item (at most BATCH calls each), with every argument queued in it.
+    assert calls_of_many == [
+        list(range(0, db.BATCH)),
+        list(range(db.BATCH, 2 * db.BATCH)),
+        list(range(2 * db.BATCH, count)),
+    ]
+    # Mixed with plain reads in the same work items, each still gets its own answer.
+    mixed = await _queued_behind_a_busy_thread(
+        *(square(n) if n % 2 else square_batched(n) for n in range(20))
+    )
+    assert [value for value, _ in mixed] == [n * n for n in range(20)]
+    assert calls_of_many[-1] == list(range(0, 20, 2))
+
+
+async def test_an_exception_of_a_batched_read_fails_the_calls_it_ran_for_only():
+    calls_of_many.clear()
+    results = await _queued_behind_a_busy_thread(square_batched(2), square_batched(-1), square(5))
+    assert calls_of_many == [[2, -1]]
+    assert all(isinstance(r, ValueError) for r in results[:2])
+    assert results[2][0] == 25  # a plain read of the same work item is unaffected
+    assert (await square_batched(3))[0] == 9  # and the next batch runs

@@ -188,6 +188,38 @@ def test_a_sockets_user_is_the_one_djangos_get_user_gives(search_db, client):
     assert session_user("no-such-session-key-0123456789ab") is None
 
 
+def test_the_handshakes_of_a_moment_load_their_users_in_one_query_by_the_same_rule(search_db):
+    """``sessions_users`` (the handshakes queued together, realtime.auth) answers each key as
+    ``session_user`` does, and loads the users of Django's ModelBackend in one query."""
+    from django.test import Client
+
+    from realtime.sessions import session_user, sessions_users
+
+    def logged_in(user):
+        client = Client()
+        client.force_login(user)
+        return client.cookies["sessionid"].value
+
+    alice, bob, carol, dave, erin = (user_create() for _ in range(5))
+    keys = {user.pk: logged_in(user) for user in (alice, bob, carol, dave, erin)}
+    second_alice = logged_in(alice)
+    carol.is_active = False  # inactive: ModelBackend refuses
+    carol.save()
+    dave.set_password("changed")  # the session's hash is the old password's
+    dave.save()
+    erin_key = keys[erin.pk]
+    asked = [keys[alice.pk], None, keys[bob.pk], keys[carol.pk], keys[dave.pk], erin_key]
+    asked += [second_alice]
+    erin.delete()
+    asked += ["no-such-session-key-0123456789ab"]
+    expected = [alice, None, bob, None, None, None, alice, None]
+    assert [session_user(key) for key in asked] == expected
+    with CaptureQueriesContext(connection) as queries:
+        assert sessions_users(asked) == expected
+    user_queries = [q for q in queries.captured_queries if "auth_user" in q["sql"]]
+    assert len(user_queries) == 1
+
+
 def test_who_of_those_online_are_members_is_read_with_one_parameter_per_list(world):
     # Presence asks it every second a room's online set changes, for every user online.
     public, secret, direct = world["rooms"]
