@@ -173,16 +173,12 @@ def reads_run(*reads: Read) -> list[Any]:
     statements at once): a socket's connect reads its room, its notification count and its
     sidebar, and in a reconnect storm the three round trips in series on the process's one
     database thread were the tail of every catch-up (S5, docs/performance.md). Elsewhere (SQLite
-    takes one statement at a time), and for a read that is not reusable, each runs alone.
+    takes one statement at a time; PostgreSQL with ``server_side_binding`` prepares each alone),
+    and for a read that is not reusable, each runs alone.
     """
     prepared = [r.prepared._prepared(_pks(r.values, r.prepared.users)) for r in reads]
     aliases = {p[0] for p in prepared if p is not None}
-    if (
-        len(reads) < 2
-        or None in prepared
-        or len(aliases) != 1
-        or connections[next(iter(aliases))].vendor != "postgresql"
-    ):
+    if len(reads) < 2 or None in prepared or len(aliases) != 1 or not _statement_lists(aliases):
         return [read.run() for read in reads]
     alias = next(iter(aliases))
     sql = ";\n".join(p[1].sql for p in prepared)  # type: ignore[index]
@@ -195,6 +191,14 @@ def reads_run(*reads: Read) -> list[Any]:
                 cursor.nextset()
             answers.append(read.finish([tuple(row) for row in cursor.fetchall()]))
     return answers
+
+
+def _statement_lists(aliases: set[str]) -> bool:
+    """Whether the database takes several statements in one execute: PostgreSQL with Django's
+    default client-side binding (``server_side_binding`` prepares each statement alone)."""
+    connection = connections[next(iter(aliases))]
+    options = connection.settings_dict.get("OPTIONS") or {}
+    return connection.vendor == "postgresql" and options.get("server_side_binding") is not True
 
 
 def _pks(values: dict[str, Any], users: tuple[str, ...]) -> dict[str, Any]:

@@ -128,6 +128,15 @@ def test_a_connects_reads_run_together_answer_as_each_alone_in_one_round_trip(wo
         assert together == alone, (user, room)
         assert len(queries) == (1 if connection.vendor == "postgresql" else 3)
     assert alone[0] is None and gone_slug  # the deleted room: no version
+    # With server-side binding (each statement prepared alone) the reads run one by one.
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    options["server_side_binding"] = True
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            assert reads_run(*reads) == alone
+        assert len(queries) == 3
+    finally:
+        options.pop("server_side_binding")
     (version,) = reads_run(selectors.room_present_read(room=public))  # one read: alone
     assert version[0] == Room.objects.get(pk=public.pk).last_seq == 4
 
