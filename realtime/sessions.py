@@ -107,9 +107,9 @@ def session_data_users(datas: list[dict[str, Any]]) -> list[Any]:
     return [None if claim is None else _accepted(*claim, found) for claim in claims]
 
 
-def _claims(data: dict[str, Any]) -> tuple[Any, str, Any] | None:
-    """``(user id, backend path, session hash)`` the session claims, or None if it names
-    nobody (no such session: logged out, expired; not logged in; an unknown backend)."""
+def _claims(data: dict[str, Any]) -> tuple[Any, Any, Any] | None:
+    """``(user id, backend, session hash)`` the session claims, or None if it names nobody (no
+    such session: logged out, expired; not logged in; a backend no longer configured)."""
     user_id, backend_path = data.get(SESSION_KEY), data.get(BACKEND_SESSION_KEY)
     if user_id is None or backend_path is None:
         return None
@@ -119,26 +119,12 @@ def _claims(data: dict[str, Any]) -> tuple[Any, str, Any] | None:
         return None
     if backend_path not in settings.AUTHENTICATION_BACKENDS:
         return None
-    return user_id, backend_path, data.get(HASH_SESSION_KEY)
+    return user_id, load_backend(backend_path), data.get(HASH_SESSION_KEY)
 
 
-def _model_lookup(user_id: Any, backend_path: str) -> bool:
-    """Whether the backend's ``get_user`` is Django's own ``ModelBackend`` lookup by pk."""
-    backend = load_backend(backend_path)
-    return type(backend).get_user is ModelBackend.get_user and isinstance(user_id, int)
-
-
-def _accepted(
-    user_id: Any, backend_path: str, session_hash: Any, found: dict[int, Any] | None
-) -> Any:
+def _accepted(user_id: Any, backend: Any, session_hash: Any, found: dict | None) -> Any:
     """The claimed user if the backend still accepts them and the hash is still theirs."""
-    backend = load_backend(backend_path)
-    if found is not None and _model_lookup(user_id, backend_path):
-        user = found.get(user_id)
-        if user is not None and not backend.user_can_authenticate(user):
-            user = None
-    else:
-        user = _user_get(backend, user_id)  # None when inactive or deleted
+    user = _user_get(backend, user_id, found)  # None when inactive or deleted
     if user is None or not session_hash:
         return None
     if constant_time_compare(session_hash, user.get_session_auth_hash()):
@@ -163,11 +149,20 @@ def session_valid(session_key: str | None, user_id: int) -> bool:
 _user_by_pk = Prepared(lambda pk: get_user_model()._default_manager.filter(pk=pk)[:1])
 
 
-def _user_get(backend: Any, user_id: Any) -> Any:
-    """``backend.get_user(user_id)``; Django's own ``ModelBackend`` lookup runs compiled."""
-    if type(backend).get_user is not ModelBackend.get_user or not isinstance(user_id, int):
+def _model_lookup(user_id: Any, backend: Any) -> bool:
+    """Whether the backend's ``get_user`` is Django's own ``ModelBackend`` lookup by pk."""
+    return type(backend).get_user is ModelBackend.get_user and isinstance(user_id, int)
+
+
+def _user_get(backend: Any, user_id: Any, found: dict[int, Any] | None = None) -> Any:
+    """``backend.get_user(user_id)``; Django's own ``ModelBackend`` lookup runs compiled, or
+    takes the user from ``found`` (the users of several sessions, loaded together)."""
+    if not _model_lookup(user_id, backend):
         return backend.get_user(user_id)
-    user = next(iter(_user_by_pk.models(pk=user_id)), None)
+    if found is not None:
+        user = found.get(user_id)
+    else:
+        user = next(iter(_user_by_pk.models(pk=user_id)), None)
     return user if user is not None and backend.user_can_authenticate(user) else None
 
 
