@@ -207,19 +207,25 @@ class _Together:
             try:
                 answers = call.many([c.argument for c in group])
             except Exception as exc:  # the whole group fails with it, each caller told
-                answers = [_Failed(exc)] * len(group)
+                answers = [Failed(exc)] * len(group)
             self.answers.update(zip(map(id, group), answers, strict=True))
-        answer = self.answers[id(call)]
-        if isinstance(answer, _Failed):
-            raise answer.exc
-        return answer
+        return _raised(self.answers[id(call)])
 
 
-class _Failed:
+class Failed:
+    """An answer of a batched read's ``many`` that fails its own call with ``exc``
+    (``reads_batched``)."""
+
     __slots__ = ("exc",)
 
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
+
+
+def _raised(answer: Any) -> Any:
+    if isinstance(answer, Failed):
+        raise answer.exc
+    return answer
 
 
 def _together(batch: list[tuple[Any, ...]]) -> _Together:
@@ -262,8 +268,9 @@ def reads_batched(many: Callable[[list[Any]], list[R]]) -> Callable[[Any], Await
     """``reads_sync_to_async`` of a read that takes one argument, for a function that answers
     a list of them at once (``many([a, b]) == [f(a), f(b)]``): the calls queued together run
     as one call of ``many``, e.g. one query for every handshake's user of a moment instead of
-    one each (S5, docs/performance.md). An exception of ``many`` fails all of them."""
-    one_thread = database_sync_to_async(lambda argument: many([argument])[0])
+    one each (S5, docs/performance.md). An exception of ``many`` fails all of them; an answer
+    ``Failed(exc)`` fails its own call only."""
+    one_thread = database_sync_to_async(lambda argument: _raised(many([argument])[0]))
 
     @functools.wraps(many)
     async def call(argument: Any) -> R:

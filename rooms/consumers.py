@@ -22,7 +22,7 @@ from realtime.consumers import (
     CLOSE_UNAUTHENTICATED,
     HubConsumer,
 )
-from realtime.db import changes_sync_to_async, reads_sync_to_async
+from realtime.db import Failed, changes_sync_to_async, reads_batched, reads_sync_to_async
 from realtime.events import room_group
 from realtime.presence import get_presence
 from realtime.sessions import session_valid
@@ -97,25 +97,63 @@ class _Opened:
     sidebar: list[tuple[int, str, int, int]]  # (id, slug, unread, through) of the user's rooms
 
 
-@reads_sync_to_async
-def _opened(
-    user: Any, room: Room, session_key: str | None, after: int | None, check_session: bool = True
-) -> _Opened | int:
-    """Everything a connect reads once its groups are joined, in one trip to the database
-    thread (each trip costs as much as a small query: seven of them made a connect 7 times a
-    bare handshake's CPU, bench P1/S5, docs/performance.md). Returns a close code instead when
-    the session ended meanwhile (4401), the room is gone (1013: try again) or the user may no
-    longer read it (4404). ``check_session``: whether a session check may have passed the
-    socket by before it joined (``HubConsumer.session_checks_missed``)."""
-    if check_session and not session_valid(session_key, user.pk):
-        return CLOSE_UNAUTHENTICATED
-    # One round trip on PostgreSQL for the three (the count and the sidebar are read even if
-    # the room turns out gone: that is rare, and they are small).
-    version, unread, sidebar = reads_run(
-        selectors.room_present_read(room=room),
-        notification_selectors.unread_snapshot_read(user_id=user.pk),
-        selectors.conversations_unread_read(user=user),
+@dataclass(frozen=True, slots=True)
+class _Connect:
+    """What a room socket's connect asks of the database once its groups are joined:
+    ``check_session``, whether a session check may have passed the socket by before it joined
+    (``HubConsumer.session_checks_missed``)."""
+
+    user: Any
+    room: Room
+    session_key: str | None
+    after: int | None  # ?after=, if given
+    check_session: bool
+
+
+def _opened_many(connects: list[_Connect]) -> list[_Opened | int | Failed]:
+    """Everything the connects queued together on the database thread read once their groups
+    are joined (``reads_batched``): a call each would cost as much as a small query (seven
+    calls per connect made a connect 7 times a bare handshake's CPU), and on PostgreSQL their
+    reads go out as one statement list, one round trip for all of them (bench P1 and S5,
+    docs/performance.md). Each answer is a close code instead when the session ended meanwhile
+    (4401), the room is gone (1013: try again) or the user may no longer read it (4404); an
+    error fails its own connect only, unless the round trip itself fails."""
+    answers: list[_Opened | int | Failed] = [CLOSE_UNAUTHENTICATED] * len(connects)
+    reading = []
+    for i, connect in enumerate(connects):
+        try:
+            if not connect.check_session or session_valid(connect.session_key, connect.user.pk):
+                reading.append(i)
+        except Exception as exc:
+            answers[i] = Failed(exc)
+    # The room's version, the user's notification count and sidebar of each (the count and the
+    # sidebar are read even if the room turns out gone: that is rare, and they are small).
+    found = reads_run(
+        *(
+            read
+            for i in reading
+            for read in (
+                selectors.room_present_read(room=connects[i].room),
+                notification_selectors.unread_snapshot_read(user_id=connects[i].user.pk),
+                selectors.conversations_unread_read(user=connects[i].user),
+            )
+        )
     )
+    for k, i in enumerate(reading):
+        try:
+            answers[i] = _opened_finish(connects[i], *found[3 * k : 3 * k + 3])
+        except Exception as exc:
+            answers[i] = Failed(exc)
+    return answers
+
+
+def _opened_finish(
+    connect: _Connect,
+    version: tuple[int, Any] | None,
+    unread: tuple[int, int],
+    sidebar: list[tuple[int, str, int, int]],
+) -> _Opened | int:
+    user, room = connect.user, connect.room
     if version is None:
         # Deleted since it was found (on any worker, whose kept copy is now forgotten): the
         # client tries again and is then told whatever is there now.
@@ -125,9 +163,19 @@ def _opened(
         # the sockets already joined) passed this one by.
         return CLOSE_NOT_FOUND
     history = None
-    if after is not None:
-        history = catchup(room.pk, after, settings.CHAT_SYNC_LIMIT, version)
+    if connect.after is not None:
+        history = catchup(room.pk, connect.after, settings.CHAT_SYNC_LIMIT, version)
     return _Opened(history=history, unread=unread, sidebar=sidebar)
+
+
+_opened_batched = reads_batched(_opened_many)
+
+
+async def _opened(
+    user: Any, room: Room, session_key: str | None, after: int | None, check_session: bool = True
+) -> _Opened | int:
+    """``_opened_many`` of this connect, with those queued with it."""
+    return await _opened_batched(_Connect(user, room, session_key, after, check_session))
 
 
 @reads_sync_to_async

@@ -4,8 +4,10 @@ many ask at once."""
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 
 from realtime import db
@@ -129,3 +131,21 @@ async def test_an_exception_of_a_batched_read_fails_the_calls_it_ran_for_only():
     assert all(isinstance(r, ValueError) for r in results[:2])
     assert results[2][0] == 25  # a plain read of the same work item is unaffected
     assert (await square_batched(3))[0] == 9  # and the next batch runs
+
+
+def roots(ns: list[int]) -> list[Any]:
+    return [db.Failed(ValueError(n)) if n < 0 else n**0.5 for n in ns]
+
+
+root_batched = db.reads_batched(roots)
+
+
+async def test_an_answer_failed_fails_its_own_call_only():
+    results = await _queued_behind_a_busy_thread(root_batched(4), root_batched(-1), root_batched(9))
+    assert results[0] == 2 and results[2] == 3
+    assert isinstance(results[1], ValueError) and results[1].args == (-1,)
+    with pytest.raises(ValueError):  # alone, and from a thread that is not the database's
+        await root_batched(-2)
+    assert await sync_to_async(async_to_sync(root_batched))(16) == 4
+    with pytest.raises(ValueError):
+        await sync_to_async(async_to_sync(root_batched))(-3)

@@ -4,6 +4,7 @@ Every test runs twice (``search_db``): on the test SQLite database and on a real
 """
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.db.models import Count, Max, Q
@@ -14,6 +15,7 @@ from notifications.models import Delivery
 from notifications.selectors import _unread_snapshot, unread_snapshot, unread_snapshot_read
 from notifications.services import notifications_mark_read, notify
 from rooms import selectors, services
+from rooms.catchup import catchup
 from rooms.models import Room
 
 from .factories import room_make, user_create
@@ -139,6 +141,67 @@ def test_a_connects_reads_run_together_answer_as_each_alone_in_one_round_trip(wo
         options.pop("server_side_binding")
     (version,) = reads_run(selectors.room_present_read(room=public))  # one read: alone
     assert version[0] == Room.objects.get(pk=public.pk).last_seq == 4
+
+
+def test_connects_queued_together_read_in_one_round_trip_and_answer_as_each_alone(
+    world, monkeypatch
+):
+    """The room sockets' connects queued together on the database thread (``_opened_many``)
+    read their rooms, counts and sidebars in one statement list on PostgreSQL, and each gets
+    what it would alone: its state, or its close code; an error fails its own connect only."""
+    from django.test import Client
+
+    from realtime.db import Failed
+    from rooms import consumers
+
+    alice, bob, carol = world["alice"], world["bob"], world["carol"]
+    public, secret, direct = world["rooms"]
+    notify(text="one", users=[alice])
+    gone = room_make(created_by=bob)
+    Room.objects.filter(pk=gone.pk).delete()
+    client = Client()
+    client.force_login(bob)
+    live_key = client.cookies["sessionid"].value
+    connects = [
+        consumers._Connect(alice, public, None, None, False),
+        consumers._Connect(alice, secret, None, None, False),
+        consumers._Connect(bob, public, live_key, None, True),  # checked: the session is live
+        consumers._Connect(carol, secret, None, None, False),  # not a member: 4404
+        consumers._Connect(bob, gone, None, None, False),  # deleted meanwhile: 1013
+        consumers._Connect(bob, public, "no-such-session-key-0123456789ab", None, True),  # 4401
+        consumers._Connect(carol, direct, None, None, False),
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        alone = [consumers._opened_many([c])[0] for c in connects]
+    queries_alone = len(queries)
+    assert alone[3:6] == [4404, 1013, 4401]
+    assert alone[0].unread == unread_snapshot(user_id=alice.pk) and alone[0].unread[0] == 1
+    assert alone[0].sidebar == selectors.conversations_unread(user=alice)
+    assert alone[2].history is None
+    with CaptureQueriesContext(connection) as queries:
+        together = consumers._opened_many(connects)
+    assert together == alone
+    # Six connects read (the 4401 one does not): on PostgreSQL a statement list each alone, one
+    # for all together; on SQLite their 18 reads one by one either way.
+    saved = 6 - 1 if connection.vendor == "postgresql" else 0
+    assert len(queries) == queries_alone - saved
+    # ?after= brings the catch-up, as rooms.catchup reads it alone.
+    catching_up = consumers._Connect(alice, public, None, 1, False)
+    (opened,) = consumers._opened_many([catching_up])
+    assert opened.history == catchup(public.pk, 1, settings.CHAT_SYNC_LIMIT)
+    assert len(opened.history.frames) == 3 and opened.history.last == 4
+
+    def failing(room_id, *args):
+        if room_id == secret.pk:
+            raise RuntimeError("the catch-up failed")
+        return catchup(room_id, *args)
+
+    monkeypatch.setattr(consumers, "catchup", failing)
+    answers = consumers._opened_many(
+        [catching_up, consumers._Connect(alice, secret, None, 0, False)]
+    )
+    assert answers[0] == opened
+    assert isinstance(answers[1], Failed) and str(answers[1].exc) == "the catch-up failed"
 
 
 def test_a_read_whose_value_is_inlined_in_its_sql_is_built_every_time(search_db):
