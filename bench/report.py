@@ -174,7 +174,7 @@ def markdown(results: dict[str, Any]) -> str:
             ready = s5.get("ready_s") or {}
             lines.append(
                 f"| {name} | {s5['caught_up']:,} / {s5['clients']:,} "
-                f"| {_fmt(s5['stop_s'], 1)} / {_fmt(s5['serving_s'], 1)} "
+                f"| {_fmt(s5.get('stop_s'), 1)} / {_fmt(s5.get('serving_s'), 1)} "
                 f"| {_fmt(s5['all_caught_up_s'], 1)} "
                 f"| {_fmt(ready.get('p50'), 1)} / {_fmt(ready.get('p99'), 1)} "
                 f"| {'-' if s5['lost'] is None else s5['lost']} | {s5['doubled']} "

@@ -130,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds of sending per step")
     parser.add_argument("--s3-clients", type=int, help="idle sockets in S3 (default 10000)")
     parser.add_argument("--s5-clients", type=int, help="sockets in the S5 storm (default 5000)")
+    parser.add_argument(
+        "--s5-restart",
+        choices=("stop", "hup"),
+        help="S5's restart: SIGTERM then start again (default, the issue's), or SIGHUP to "
+        "uvicorn's supervisor (a rolling restart; several workers only)",
+    )
     parser.add_argument("--procs", type=int, help="load-generator processes (default 2)")
     parser.add_argument(
         "--s4-rates", type=float, nargs="+", help="S4's ladder: messages/s per user, in order"
@@ -178,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration": args.duration,
         "s3_clients": args.s3_clients,
         "s5_clients": args.s5_clients,
+        "s5_restart": args.s5_restart,
         "procs": args.procs,
     }
     overrides["s4_rates"] = tuple(args.s4_rates) if args.s4_rates else None

@@ -50,6 +50,9 @@ class Timing:
     s5_before: float = 2.0  # seconds of sending before the restart, and after the storm
     s5_after: float = 2.0
     s5_limit: float = 120.0  # seconds the storm may take before it is reported unfinished
+    # "stop": SIGTERM, wait, start again (issue 12); "hup": SIGHUP to uvicorn's supervisor,
+    # which replaces its workers one by one, each new one serving before the old one stops.
+    s5_restart: str = "stop"
     # P1's phases (bench/presence.py), longer than an S1 step: at S1's 20 messages a second, a
     # 4 s step's p99 was the delay of its slowest one or two messages, so one pause anywhere on
     # the machine set it (the same ceiling measured 51-109 ms run to run).

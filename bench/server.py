@@ -143,6 +143,12 @@ class Service:
         """Whether the root process is still running."""
         return self.process is not None and self.process.poll() is None
 
+    def signal(self, number: signal.Signals) -> None:
+        """Send the tree's root ``number`` (e.g. SIGHUP: uvicorn's supervisor then replaces its
+        workers one by one)."""
+        assert self.process is not None, f"{self.name} is not running"
+        self.process.send_signal(number)
+
     def stop(self, timeout: float = 10) -> None:
         """Signal the root and wait; SIGKILL its process group if anything lingers."""
         self._stop_sampling.set()

@@ -17,6 +17,7 @@ import asyncio
 import gc
 import multiprocessing
 import random
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -414,10 +415,14 @@ def s5_storm(running: Any, timing: Any) -> dict[str, Any]:
         storm.ask("send", pipes=storm.pipes[-1:])
         time.sleep(timing.s5_before)
         restart = time.monotonic()
-        running.server.stop()
-        out["stop_s"] = time.monotonic() - restart
-        running.server.start(settle=False)
-        out["serving_s"] = time.monotonic() - restart
+        out["restart"] = timing.s5_restart
+        if timing.s5_restart == "hup":
+            running.server.signal(signal.SIGHUP)  # the server never stops serving
+        else:
+            running.server.stop()
+            out["stop_s"] = time.monotonic() - restart
+            running.server.start(settle=False)
+            out["serving_s"] = time.monotonic() - restart
         status, series = _poll(storm, restart, count, timing.s5_limit)
         out["caught_up"] = status["caught_up"]
         out["stopped"] = status["stopped"]
