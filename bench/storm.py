@@ -377,6 +377,9 @@ def _timeline(parts: list[dict[str, Any]], step: float = 0.25) -> list[list[floa
 
 def s5_storm(running: Any, timing: Any) -> dict[str, Any]:
     """S5: readers in rooms, senders posting; SIGTERM the server, start it, time the storm."""
+    if timing.s5_restart == "hup" and running.workers < 2:
+        # One uvicorn process has no supervisor to replace it: SIGHUP would just end it.
+        return {"error": "--s5-restart hup needs several workers (uvicorn's supervisor)"}
     count, rooms = timing.s5_clients, running.room_slugs(timing.s5_rooms)
     per_room = -(-count // len(rooms))
     start = running.room_seqs(len(rooms)) if running.stores_messages else {}
