@@ -16,13 +16,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import eager
-from .db import reads_sync_to_async
+from .db import reads_batched
 from .events import frame_dumps, user_group
 from .hub import get_hub
 from .limits import get_limits
 from .loops import per_loop
 from .presence import get_presence
-from .sessions import SESSION_CHECK, checks_mark, key_digest, session_valid
+from .sessions import SESSION_CHECK, checks_mark, key_digest, sessions_valid
 from .validation import ClientError
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ CLOSE_SERVER_ERROR = 1011  # RFC 6455: the server failed while opening the socke
 CLOSE_TRY_AGAIN = 1013  # RFC 6455 registry "Try Again Later": what it asked for just changed
 
 _socket_ids = itertools.count()
-_session_valid = reads_sync_to_async(session_valid)
+# The sockets whose checks fall due together (a session-check event, the expiry second) load
+# their users together.
+_session_valid = reads_batched(sessions_valid)
 
 
 class HubConsumer(AsyncWebsocketConsumer):
@@ -256,7 +258,7 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def _session_verify(self) -> None:
         try:
             while not self.closing:
-                if not await _session_valid(self.session_key, self.user.pk):
+                if not await _session_valid((self.session_key, self.user.pk)):
                     self.close_soon(CLOSE_UNAUTHENTICATED)
                     return
                 if not self.session_recheck:

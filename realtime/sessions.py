@@ -139,8 +139,17 @@ def _accepted(user_id: Any, backend: Any, session_hash: Any, found: dict | None)
 
 def session_valid(session_key: str | None, user_id: int) -> bool:
     """Whether Django would still log ``user_id`` in with this session."""
-    user = session_user(session_key)
-    return user is not None and user.pk == user_id
+    return sessions_valid([(session_key, user_id)])[0]
+
+
+def sessions_valid(asks: list[tuple[str | None, int]]) -> list[bool]:
+    """``session_valid`` of each ``(session key, user id)``, the users loaded together
+    (``sessions_users``): the re-checks of the sockets connecting or due at one moment."""
+    users = sessions_users([session_key for session_key, _ in asks])
+    return [
+        user is not None and user.pk == user_id
+        for user, (_, user_id) in zip(users, asks, strict=True)
+    ]
 
 
 # Every socket connect loads its user (the handshake, and the re-check after joining when a

@@ -25,7 +25,7 @@ from realtime.consumers import (
 from realtime.db import Failed, changes_sync_to_async, reads_batched, reads_sync_to_async
 from realtime.events import room_group
 from realtime.presence import get_presence
-from realtime.sessions import session_valid
+from realtime.sessions import sessions_valid
 from realtime.validation import ClientError, int64_or_none, text_clean
 
 from . import events, selectors, services
@@ -117,15 +117,11 @@ def _opened_many(connects: list[_Connect]) -> list[_Opened | int | Failed]:
     reads go out as one statement list, one round trip for all of them (bench P1 and S5,
     docs/performance.md). Each answer is a close code instead when the session ended meanwhile
     (4401), the room is gone (1013: try again) or the user may no longer read it (4404); an
-    error fails its own connect only, unless the round trip itself fails."""
+    error of one connect's own finish fails that connect only, a failed read all of them."""
     answers: list[_Opened | int | Failed] = [CLOSE_UNAUTHENTICATED] * len(connects)
-    reading = []
-    for i, connect in enumerate(connects):
-        try:
-            if not connect.check_session or session_valid(connect.session_key, connect.user.pk):
-                reading.append(i)
-        except Exception as exc:
-            answers[i] = Failed(exc)
+    checked = [(c.session_key, c.user.pk) for c in connects if c.check_session]
+    valid = iter(sessions_valid(checked) if checked else ())
+    reading = [i for i, c in enumerate(connects) if not c.check_session or next(valid)]
     # The room's version, the user's notification count and sidebar of each (the count and the
     # sidebar are read even if the room turns out gone: that is rare, and they are small).
     found = reads_run(

@@ -292,6 +292,32 @@ def test_the_handshakes_of_a_moment_load_their_users_in_one_query_by_the_same_ru
     assert len(user_queries) == 1
 
 
+def test_the_session_rechecks_of_a_moment_answer_as_each_alone_with_one_user_query(search_db):
+    """``sessions_valid`` (sockets re-checking together: on connect after a check passed them
+    by, on a session-check event, at the expiry second) answers each (key, user) as
+    ``session_valid`` does, loading the users in one query."""
+    from django.test import Client
+
+    from realtime.sessions import session_valid, sessions_valid
+
+    def logged_in(user):
+        client = Client()
+        client.force_login(user)
+        return client.cookies["sessionid"].value
+
+    alice, bob, carol = (user_create() for _ in range(3))
+    keys = {user.pk: logged_in(user) for user in (alice, bob, carol)}
+    carol.set_password("changed")  # her session's hash is the old password's
+    carol.save()
+    asks = [(keys[alice.pk], alice.pk), (keys[bob.pk], bob.pk), (keys[bob.pk], alice.pk)]
+    asks += [(keys[carol.pk], carol.pk), (None, alice.pk), ("no-such-session-key-0123456789ab", 1)]
+    expected = [True, True, False, False, False, False]
+    assert [session_valid(key, user_id) for key, user_id in asks] == expected
+    with CaptureQueriesContext(connection) as queries:
+        assert sessions_valid(asks) == expected
+    assert len([q for q in queries.captured_queries if "auth_user" in q["sql"]]) == 1
+
+
 def test_who_of_those_online_are_members_is_read_with_one_parameter_per_list(world):
     # Presence asks it every second a room's online set changes, for every user online.
     public, secret, direct = world["rooms"]
