@@ -24,7 +24,8 @@ from . import search as search_bench
 from .presence import p1_presence_churn
 from .report import markdown, plot
 from .scenarios import FULL, QUICK, SCENARIOS, Timing
-from .system import raise_nofile, wait_quiet
+from .server import ROOT
+from .system import bytecode_compile, raise_nofile, wait_quiet
 from .targets import TARGETS
 
 logger = logging.getLogger("bench")
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides["s4_rates"] = tuple(args.s4_rates) if args.s4_rates else None
     timing = dataclasses.replace(timing, **{k: v for k, v in overrides.items() if v is not None})
     raise_nofile()  # every server and load-generator process inherits the raised limit
+    bytecode_compile(ROOT)  # every target starts as an installed server does
     # Servers run in sessions of their own, so a SIGTERM to this process would not reach them:
     # turn it into an exception, and every ``with`` block stops what it started.
     signal.signal(signal.SIGTERM, _terminate)

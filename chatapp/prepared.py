@@ -12,8 +12,10 @@ A read is only reused when every marker came out as a query parameter of its own
 in the SQL text; otherwise it is built each time, as before (``Prepared.reusable``).
 """
 
+import contextlib
+import functools
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,7 +125,7 @@ class Prepared:
         if prepared is None:
             return list(self._queryset(values))
         alias, compiled, params = prepared
-        with connections[alias].cursor() as cursor:
+        with statement_cursor(connections[alias]) as cursor:
             cursor.execute(compiled.sql, params)
             return [tuple(row) for row in cursor.fetchall()]
 
@@ -139,7 +141,7 @@ class Prepared:
             model = compiled.model
             return list(model._default_manager.db_manager(alias).raw(compiled.sql, params))
         connection = connections[alias]
-        with connection.cursor() as cursor:
+        with statement_cursor(connection) as cursor:
             cursor.execute(compiled.sql, params)
             rows = cursor.fetchall()
         found = []
@@ -168,37 +170,77 @@ class Read:
 def reads_run(*reads: Read) -> list[Any]:
     """Each read's answer, as ``read.run()`` gives it.
 
-    On PostgreSQL the reads go out as one list of statements, in one round trip, and are read
-    back result by result (psycopg's client-side binding, Django's default, sends several
-    statements at once): a socket's connect reads its room, its notification count and its
-    sidebar, and in a reconnect storm the three round trips in series on the process's one
-    database thread were the tail of every catch-up (S5, docs/performance.md). Elsewhere (SQLite
-    takes one statement at a time; PostgreSQL with ``server_side_binding`` prepares each alone),
-    and for a read that is not reusable, each runs alone.
+    On PostgreSQL the reads go out together in one pipeline, one round trip, each as its own
+    prepared statement (``statement_cursor``), and are read back result by result: a socket's
+    connect reads its room, its notification count and its sidebar, and in a reconnect storm
+    the three round trips in series on the process's one database thread were the tail of
+    every catch-up (S5, docs/performance.md). Elsewhere (SQLite takes one statement at a
+    time), and for a read that is not reusable, each runs alone.
     """
     prepared = [r.prepared._prepared(_pks(r.values, r.prepared.users)) for r in reads]
     aliases = {p[0] for p in prepared if p is not None}
-    if len(reads) < 2 or None in prepared or len(aliases) != 1 or not _statement_lists(aliases):
+    if len(reads) < 2 or None in prepared or len(aliases) != 1:
         return [read.run() for read in reads]
-    alias = next(iter(aliases))
-    sql = ";\n".join(p[1].sql for p in prepared)  # type: ignore[index]
-    params = [param for p in prepared for param in p[2]]  # type: ignore[index]
-    answers = []
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, params)
-        for i, read in enumerate(reads):
-            if i:
-                cursor.nextset()
-            answers.append(read.finish([tuple(row) for row in cursor.fetchall()]))
-    return answers
-
-
-def _statement_lists(aliases: set[str]) -> bool:
-    """Whether the database takes several statements in one execute: PostgreSQL with Django's
-    default client-side binding (``server_side_binding`` prepares each statement alone)."""
     connection = connections[next(iter(aliases))]
-    options = connection.settings_dict.get("OPTIONS") or {}
-    return connection.vendor == "postgresql" and options.get("server_side_binding") is not True
+    if connection.vendor != "postgresql":
+        return [read.run() for read in reads]
+    with contextlib.ExitStack() as stack:
+        cursors = [stack.enter_context(statement_cursor(connection)) for _ in reads]
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            for cursor, (_, compiled, params) in zip(cursors, prepared, strict=True):  # type: ignore[misc]
+                cursor.execute(compiled.sql, params)
+        return [
+            read.finish([tuple(row) for row in cursor.fetchall()])
+            for read, cursor in zip(reads, cursors, strict=True)
+        ]
+
+
+@contextlib.contextmanager
+def statement_cursor(connection: Any) -> Iterator[Any]:
+    """A cursor of ``connection`` (Django's wrapper: its query log, its errors) for statements
+    that run again and again with new values: the reads above, a message's store
+    (``rooms.store``).
+
+    On PostgreSQL each statement it runs is a prepared statement, parsed and planned once per
+    database connection and then only executed. Django's default cursor sends every statement
+    as text with its values in it, and PostgreSQL parsed and planned the sidebar's read anew on
+    every connect (plan 154 µs, run 24 µs: in a reconnect storm 1.2 s of CPU planning against
+    0.3 s running, bench S5 with ``pg_stat_statements``, docs/performance.md). ``DB_PREPARED=0``
+    turns it off (psycopg's ``prepare_threshold`` None, e.g. behind a pooler that cannot keep
+    prepared statements): the same statements, planned every time. Elsewhere Django's cursor.
+    """
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        raw = _preparing_cursor_class()(connection.connection)
+    cursor = connection._prepare_cursor(raw)
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
+@functools.cache
+def _preparing_cursor_class() -> type:
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparingCursor(ServerBindingCursor):
+        """Binds values on the server and prepares every statement it runs (psycopg keeps the
+        prepared ones per connection, dropping the least used past ``prepared_max``)."""
+
+        def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
+            return super().execute(query, params, prepare=True, **options)
+
+        def _send_query_prepared(self, name: bytes, pgq: Any, **options: Any) -> None:
+            # What Django's query log shows (``cursor._query``), as a statement not prepared
+            # sets it: the SQL with its placeholders.
+            self._query = pgq
+            super()._send_query_prepared(name, pgq, **options)
+
+    return PreparingCursor
 
 
 def _pks(values: dict[str, Any], users: tuple[str, ...]) -> dict[str, Any]:

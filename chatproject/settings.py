@@ -126,6 +126,12 @@ if DATABASE_URL:
             "max_size": int(os.environ.get("DB_POOL_MAX", "16")),
             "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "20")),
         }
+        # The statements run on every connect and every message are prepared once per
+        # connection (chatapp.prepared.statement_cursor); nothing else is (psycopg prepares a
+        # statement only when asked, above this count). DB_PREPARED=0 behind a pooler that
+        # cannot keep prepared statements (PgBouncer's transaction mode before 1.21).
+        prepared = os.environ.get("DB_PREPARED", "1") != "0"
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 2**31 - 1 if prepared else None
     else:
         DATABASES["default"].update(CONN_MAX_AGE=CONN_MAX_AGE, CONN_HEALTH_CHECKS=True)
 else:

@@ -13,6 +13,8 @@ from datetime import datetime
 
 from django.db import connection
 
+from chatapp.prepared import statement_cursor
+
 from .models import Message, Room
 
 # Columns written from the message; seq and changed_seq come from the CTE.
@@ -59,7 +61,7 @@ def message_insert(message: Message, now: datetime) -> None:
     """
     params = [connection.ops.adapt_datetimefield_value(now), message.room_id]
     params += [f.get_db_prep_save(getattr(message, f.attname), connection) for f in _FIELDS]
-    with connection.cursor() as cursor:
+    with statement_cursor(connection) as cursor:  # a prepared statement
         cursor.execute(_sql(), params)
         row = cursor.fetchone()
     if row is None:  # the room is gone

@@ -34,6 +34,8 @@ def postgres_wrapper(django_db_blocker):
     """A migrated private PostgreSQL, as a Django connection (not yet the default)."""
     with postgres_server() as server, django_db_blocker.unblock():
         config = connections.configure_settings({"default": dj_database_url.parse(server.url)})
+        # As chatproject.settings sets it: the hot statements prepared (chatapp.prepared).
+        config["default"]["OPTIONS"]["prepare_threshold"] = 2**31 - 1
         wrapper = load_backend(config["default"]["ENGINE"]).DatabaseWrapper(
             config["default"], "default"
         )

@@ -3,6 +3,8 @@
 Every test runs twice (``search_db``): on the test SQLite database and on a real PostgreSQL.
 """
 
+import contextlib
+
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
@@ -109,15 +111,42 @@ def test_the_unread_notifications_are_the_orms(world):
     assert unread_snapshot(user_id=bob.pk)[0] == 0
 
 
+@contextlib.contextmanager
+def round_trips():
+    """The psycopg pipelines entered meanwhile: on PostgreSQL, statements sent together and
+    answered in one round trip (SQLite has none)."""
+    import psycopg
+
+    entered = []
+    original = psycopg.Connection.pipeline
+
+    def counted(self):
+        entered.append(self)
+        return original(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(psycopg.Connection, "pipeline", counted)
+        yield entered
+
+
+def prepared_statements() -> dict[str, int]:
+    """The statements this PostgreSQL session holds prepared, and how often each ran."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        return dict(cursor.fetchall())
+
+
 def test_a_connects_reads_run_together_answer_as_each_alone_in_one_round_trip(world):
-    """A room socket's connect reads its room, notification count and sidebar together: one
-    statement list on PostgreSQL (one round trip), one statement each on SQLite."""
+    """A room socket's connect reads its room, notification count and sidebar together: on
+    PostgreSQL in one pipeline (one round trip), each a statement prepared once per connection
+    and then only run; one statement after another on SQLite."""
     alice, bob = world["alice"], world["bob"]
     public, secret, _ = world["rooms"]
     notify(text="one", users=[alice])
     gone = room_make(created_by=bob)
     gone_slug = gone.slug
     Room.objects.filter(pk=gone.pk).delete()
+    postgresql = connection.vendor == "postgresql"
     for user, room in ((alice, public), (alice, secret), (bob, public), (bob, gone)):
         reads = (
             selectors.room_present_read(room=room),
@@ -125,22 +154,30 @@ def test_a_connects_reads_run_together_answer_as_each_alone_in_one_round_trip(wo
             selectors.conversations_unread_read(user=user),
         )
         alone = [read.run() for read in reads]
-        with CaptureQueriesContext(connection) as queries:
+        with CaptureQueriesContext(connection) as queries, round_trips() as trips:
             together = reads_run(*reads)
         assert together == alone, (user, room)
-        assert len(queries) == (1 if connection.vendor == "postgresql" else 3)
-    assert alone[0] is None and gone_slug  # the deleted room: no version
-    # With server-side binding (each statement prepared alone) the reads run one by one.
-    options = connection.settings_dict.setdefault("OPTIONS", {})
-    options["server_side_binding"] = True
-    try:
-        with CaptureQueriesContext(connection) as queries:
-            assert reads_run(*reads) == alone
         assert len(queries) == 3
-    finally:
-        options.pop("server_side_binding")
+        assert len(trips) == (1 if postgresql else 0)
+    assert alone[0] is None and gone_slug  # the deleted room: no version
     (version,) = reads_run(selectors.room_present_read(room=public))  # one read: alone
     assert version[0] == Room.objects.get(pk=public.pk).last_seq == 4
+    if not postgresql:
+        return
+    # Prepared: parsed and planned once, run eight times (alone and together, four users).
+    sidebar = next(sql for sql in prepared_statements() if "rooms_membership" in sql)
+    assert prepared_statements()[sidebar] == 8
+    # Turned off (DB_PREPARED=0: psycopg's prepare_threshold None): the same answers, still in
+    # one round trip, and nothing more prepared or run prepared.
+    raw = connection.connection
+    saved, raw.prepare_threshold = raw.prepare_threshold, None
+    try:
+        before = prepared_statements()
+        with round_trips() as trips:
+            assert reads_run(*reads) == alone
+        assert len(trips) == 1 and prepared_statements() == before
+    finally:
+        raw.prepare_threshold = saved
 
 
 def test_connects_queued_together_read_in_one_round_trip_and_answer_as_each_alone(
@@ -171,20 +208,20 @@ def test_connects_queued_together_read_in_one_round_trip_and_answer_as_each_alon
         consumers._Connect(bob, public, "no-such-session-key-0123456789ab", None, True),  # 4401
         consumers._Connect(carol, direct, None, None, False),
     ]
-    with CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connection) as queries, round_trips() as trips:
         alone = [consumers._opened_many([c])[0] for c in connects]
-    queries_alone = len(queries)
+    queries_alone, trips_alone = len(queries), len(trips)
     assert alone[3:6] == [4404, 1013, 4401]
     assert alone[0].unread == unread_snapshot(user_id=alice.pk) and alone[0].unread[0] == 1
     assert alone[0].sidebar == selectors.conversations_unread(user=alice)
     assert alone[2].history is None
-    with CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connection) as queries, round_trips() as trips:
         together = consumers._opened_many(connects)
     assert together == alone
-    # Six connects read (the 4401 one does not): on PostgreSQL a statement list each alone, one
-    # for all together; on SQLite their 18 reads one by one either way.
-    saved = 6 - 1 if connection.vendor == "postgresql" else 0
-    assert len(queries) == queries_alone - saved
+    # Six connects read (the 4401 one does not), the same statements either way: on
+    # PostgreSQL in a round trip each alone, in one for all together; on SQLite one by one.
+    assert len(queries) == queries_alone
+    assert (trips_alone, len(trips)) == ((6, 1) if connection.vendor == "postgresql" else (0, 0))
     # ?after= brings the catch-up, as rooms.catchup reads it alone.
     catching_up = consumers._Connect(alice, public, None, 1, False)
     (opened,) = consumers._opened_many([catching_up])

@@ -26,6 +26,7 @@ out = {
     "db_engine": db["ENGINE"],
     "conn_max_age": db["CONN_MAX_AGE"],
     "pool": db.get("OPTIONS", {}).get("pool"),
+    "prepare_threshold": db.get("OPTIONS", {}).get("prepare_threshold", "absent"),
     "ssl_header": settings.SECURE_PROXY_SSL_HEADER,
     "secure_cookies": [settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE],
     "debug": settings.DEBUG,
@@ -94,6 +95,16 @@ def test_database_url_uses_a_psycopg_pool_per_process():
     assert got["db_engine"] == "django.db.backends.postgresql"
     assert got["conn_max_age"] == 0
     assert got["pool"]["max_size"] == 5
+
+
+def test_the_hot_statements_are_prepared_unless_turned_off():
+    """psycopg prepares a statement only when asked (chatapp.prepared.statement_cursor) or
+    past ``prepare_threshold`` uses: set past reach, so only the hot statements are; None
+    (Django's default, DB_PREPARED=0) prepares none, for a pooler that cannot keep them."""
+    url = "postgres://chat:secret@db.example:5432/chat"
+    assert settings_for(DATABASE_URL=url)["prepare_threshold"] == 2**31 - 1
+    assert settings_for(DATABASE_URL=url, DB_PREPARED="0")["prepare_threshold"] is None
+    assert settings_for()["prepare_threshold"] == "absent"  # SQLite
 
 
 def test_defaults_are_production_safe_and_tls_proxy_is_opt_in():
@@ -180,13 +191,17 @@ def test_a_unix_socket_redis_url_carries_events_and_the_cache(kind):
 
 
 def test_the_embedded_default_starts_without_loading_redis_clients():
-    """A restart's new process serves once ``chatproject.asgi`` is imported (bench S5): without
-    REDIS_URL nothing imports channels_redis or redis-py's asyncio client (~50 ms of it)."""
+    """A restart's new process serves once ``chatproject.asgi`` is imported and its lifespan
+    has checked the layer (bench S5): without REDIS_URL nothing imports channels_redis or
+    redis-py's asyncio client (~50 ms of it)."""
     result = subprocess.run(
         [
             sys.executable,
             "-c",
             "import sys, chatproject.asgi\n"
+            "from channels.layers import get_channel_layer\n"
+            "from ops.checks import in_memory_layer_used\n"
+            "assert in_memory_layer_used() and get_channel_layer() is not None\n"
             "print([m for m in ('channels_redis.core', 'redis.asyncio') if m in sys.modules])",
         ],
         cwd=ROOT,
