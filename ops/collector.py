@@ -12,18 +12,11 @@ So, once the application is loaded: what start-up made (modules, settings, URL p
 ORM's models) moves out of the collector's view for good (``gc.freeze``: it lives as long as
 the process), and a young collection waits for ``YOUNG`` new container objects, by when most
 of a connect's or a message's objects are freed by reference counting, never promoted.
-
-``YOUNG`` was 50,000, then 200,000: a reconnect storm brings 5,000 sockets' objects (~550,000
-container objects) into a new process, and at 50,000 that was 11 young collections and the
-middle collection that follows every 10th, ~230 ms walking the storm's new objects in its
-tail (bench S5, embedded). At 200,000 no middle collection falls in the storm; back-to-back
-runs (docs/performance.md): S5 embedded 3.8-3.9 s against 4.0-4.2, P1's churn p99 over the
-ceiling 0.99-1.39 against 1.44-3.22, S3's memory per socket unchanged (1.26 against 1.25-1.27).
 """
 
 import gc
 
-YOUNG = 200_000
+YOUNG = 50_000
 
 
 def collector_tune() -> None:
