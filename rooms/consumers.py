@@ -114,7 +114,7 @@ def _opened_many(connects: list[_Connect]) -> list[_Opened | int | Failed]:
     """Everything the connects queued together on the database thread read once their groups
     are joined (``reads_batched``): a call each would cost as much as a small query (seven
     calls per connect made a connect 7 times a bare handshake's CPU), and on PostgreSQL their
-    reads go out as one statement list, one round trip for all of them (bench P1 and S5,
+    reads go out in one pipeline, one round trip for all of them (bench P1 and S5,
     docs/performance.md). Each answer is a close code instead when the session ended meanwhile
     (4401), the room is gone (1013: try again) or the user may no longer read it (4404); an
     error of one connect's own finish fails that connect only, a failed read all of them."""

@@ -184,7 +184,7 @@ def test_connects_queued_together_read_in_one_round_trip_and_answer_as_each_alon
     world, monkeypatch
 ):
     """The room sockets' connects queued together on the database thread (``_opened_many``)
-    read their rooms, counts and sidebars in one statement list on PostgreSQL, and each gets
+    read their rooms, counts and sidebars in one pipeline on PostgreSQL, and each gets
     what it would alone: its state, or its close code; an error fails its own connect only."""
     from django.test import Client
 
