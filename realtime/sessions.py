@@ -76,16 +76,24 @@ def session_user(session_key: str | None) -> Any:
 
 
 def sessions_users(session_keys: list[str | None]) -> list[Any]:
-    """``session_user`` of each key (the handshakes of one moment, realtime.auth)."""
+    """``session_user`` of each key (the handshakes of one moment, realtime.auth). An engine
+    whose ``SessionStore`` has ``datas_many`` (``chatapp.sessions.db``, the embedded default)
+    reads the sessions in one query: one each was an eighth of a reconnect storm's CPU (S5,
+    docs/performance.md); others load each session as Django does."""
     engine = import_module(settings.SESSION_ENGINE)
-    datas = []
-    for key in session_keys:
-        session = engine.SessionStore(key) if key else None
-        datas.append({k: session.get(k) for k in _AUTH_KEYS} if session is not None else {})
-    return session_data_users(datas)
+    many = getattr(engine.SessionStore, "datas_many", None)
+    if many is not None:
+        return session_data_users([_auth_data(data) for data in many(session_keys)])
+    return session_data_users(
+        [_auth_data(engine.SessionStore(key)) if key else {} for key in session_keys]
+    )
 
 
 _AUTH_KEYS = (SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY)
+
+
+def _auth_data(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: data.get(k) for k in _AUTH_KEYS}
 
 
 def session_data_user(data: dict[str, Any]) -> Any:

@@ -4,6 +4,8 @@ Every test runs twice (``search_db``): on the test SQLite database and on a real
 """
 
 import contextlib
+import re
+from collections import Counter
 
 import pytest
 from django.conf import settings
@@ -180,6 +182,14 @@ def test_a_connects_reads_run_together_answer_as_each_alone_in_one_round_trip(wo
         raw.prepare_threshold = saved
 
 
+def _by_table(queries) -> Counter:
+    """The captured queries counted by the first table each names after FROM."""
+    return Counter(
+        re.search(r'FROM "?(\w+)', q["sql"]).group(1) if "FROM" in q["sql"] else q["sql"][:20]
+        for q in queries.captured_queries
+    )
+
+
 def test_connects_queued_together_read_in_one_round_trip_and_answer_as_each_alone(
     world, monkeypatch
 ):
@@ -210,7 +220,8 @@ def test_connects_queued_together_read_in_one_round_trip_and_answer_as_each_alon
     ]
     with CaptureQueriesContext(connection) as queries, round_trips() as trips:
         alone = [consumers._opened_many([c])[0] for c in connects]
-    queries_alone, trips_alone = len(queries), len(trips)
+    queries_alone, trips_alone = _by_table(queries), len(trips)
+    assert queries_alone.pop("django_session") == 2  # the two checked sessions, one each
     assert alone[3:6] == [4404, 1013, 4401]
     assert alone[0].unread == unread_snapshot(user_id=alice.pk) and alone[0].unread[0] == 1
     assert alone[0].sidebar == selectors.conversations_unread(user=alice)
@@ -218,9 +229,12 @@ def test_connects_queued_together_read_in_one_round_trip_and_answer_as_each_alon
     with CaptureQueriesContext(connection) as queries, round_trips() as trips:
         together = consumers._opened_many(connects)
     assert together == alone
+    # The checked sessions are read in one query together (chatapp.sessions.datas_many).
     # Six connects read (the 4401 one does not), the same statements either way: on
     # PostgreSQL in a round trip each alone, in one for all together; on SQLite one by one.
-    assert len(queries) == queries_alone
+    queries_together = _by_table(queries)
+    assert queries_together.pop("django_session") == 1
+    assert queries_together == queries_alone
     assert (trips_alone, len(trips)) == ((6, 1) if connection.vendor == "postgresql" else (0, 0))
     # ?after= brings the catch-up, as rooms.catchup reads it alone.
     catching_up = consumers._Connect(alice, public, None, 1, False)
@@ -300,7 +314,9 @@ def test_a_sockets_user_is_the_one_djangos_get_user_gives(search_db, client):
 def test_the_handshakes_of_a_moment_load_their_users_in_one_query_by_the_same_rule(search_db):
     """``sessions_users`` (the handshakes queued together, realtime.auth) answers each key as
     ``session_user`` does, and loads the users of Django's ModelBackend in one query."""
+    from django.contrib.sessions.models import Session
     from django.test import Client
+    from django.utils import timezone
 
     from realtime.sessions import session_user, sessions_users
 
@@ -320,13 +336,17 @@ def test_the_handshakes_of_a_moment_load_their_users_in_one_query_by_the_same_ru
     asked = [keys[alice.pk], None, keys[bob.pk], keys[carol.pk], keys[dave.pk], erin_key]
     asked += [second_alice]
     erin.delete()
-    asked += ["no-such-session-key-0123456789ab"]
-    expected = [alice, None, bob, None, None, None, alice, None]
+    asked += ["no-such-session-key-0123456789ab", "short"]
+    expired, corrupted = logged_in(bob), logged_in(bob)
+    Session.objects.filter(session_key=expired).update(expire_date=timezone.now())
+    Session.objects.filter(session_key=corrupted).update(session_data="not signed")
+    asked += [expired, corrupted]
+    expected = [alice, None, bob, None, None, None, alice, None, None, None, None]
     assert [session_user(key) for key in asked] == expected
     with CaptureQueriesContext(connection) as queries:
         assert sessions_users(asked) == expected
-    user_queries = [q for q in queries.captured_queries if "auth_user" in q["sql"]]
-    assert len(user_queries) == 1
+    # The sessions in one query, the users of Django's ModelBackend in one more.
+    assert _by_table(queries) == {"django_session": 1, "auth_user": 1}
 
 
 def test_the_session_rechecks_of_a_moment_answer_as_each_alone_with_one_user_query(search_db):

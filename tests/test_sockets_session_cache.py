@@ -16,12 +16,12 @@ from django.core.cache import caches
 from django.test import Client
 
 import realtime.auth
-from chatapp.sessions import PreparedLoad
 from realtime import session_cache
 from rooms.models import Message
 
 from .support.server import free_port
 from .support.services import redis_server
+from .support.sessions import session_rows_spy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,11 +54,10 @@ def cached_sessions(settings, redis_url):
 def reads(monkeypatch):
     """Where sessions were read since the test began: ``loop`` (the handshake's cache read on
     the event loop, with what it found), ``django`` (a ``SessionStore.load`` on the database
-    thread, cache and all) and ``database`` (the session row)."""
+    thread, cache and all) and ``database`` (each session row read, alone or with others)."""
     seen: dict[str, list] = {"loop": [], "django": [], "database": []}
     cached = session_cache.session_cached
     load = cached_db.SessionStore.load
-    from_db = PreparedLoad._get_session_from_db
 
     async def loop_read(session_key):
         data = await cached(session_key)
@@ -69,13 +68,9 @@ def reads(monkeypatch):
         seen["django"].append(store.session_key)
         return load(store)
 
-    def database_load(store):
-        seen["database"].append(store.session_key)
-        return from_db(store)
-
     monkeypatch.setattr(realtime.auth, "session_cached", loop_read)
     monkeypatch.setattr(cached_db.SessionStore, "load", django_load)
-    monkeypatch.setattr(PreparedLoad, "_get_session_from_db", database_load)
+    session_rows_spy(monkeypatch, seen["database"].append)
     return seen
 
 

@@ -17,12 +17,12 @@ from channels.db import database_sync_to_async
 from django.contrib.sessions.models import Session
 
 import realtime.auth
-from chatapp.sessions import PreparedLoad
 from realtime import sessions
 from realtime.layers import RedisChannelLayer
 
 from .conftest import cookie_header
 from .support.services import redis_server
+from .support.sessions import session_rows_spy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,14 +54,8 @@ def layer(request, settings):
 @pytest.fixture
 def session_reads(monkeypatch):
     """How many times a session was loaded from the database since the test began."""
-    reads = []
-    load = PreparedLoad._get_session_from_db
-
-    def counted(store):
-        reads.append(store.session_key)
-        return load(store)
-
-    monkeypatch.setattr(PreparedLoad, "_get_session_from_db", counted)
+    reads: list[str] = []
+    session_rows_spy(monkeypatch, reads.append)
     return reads
 
 

@@ -9,8 +9,12 @@ compared in Python, as the query compared it.
 
     SESSION_ENGINE = "chatapp.sessions.db"          # the embedded default
     SESSION_ENGINE = "chatapp.sessions.cached_db"   # with REDIS_URL (SESSION_CACHE)
+
+A reconnect storm's handshakes read their sessions together (``datas_many``, the ``db`` engine:
+one query for all the keys of a moment, realtime.sessions).
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.sessions.models import Session
@@ -36,3 +40,20 @@ class PreparedLoad:
             self._session_key = None  # as Django's: no such (or an expired) session
             return None
         return found
+
+
+def datas_many(store_class: Any, session_keys: Iterable[str | None]) -> list[dict[str, Any]]:
+    """What ``store_class(key).load()`` gives for each key (``{}``: no key, no such session,
+    expired, corrupted), the sessions read in one query; for engines that keep sessions in the
+    database only (``chatapp.sessions.db``)."""
+    keys = list(session_keys)
+    decoder = store_class()
+    wanted = {key for key in keys if key and decoder._validate_session_key(key)}
+    found: dict[str, str] = {}
+    if wanted:
+        now = timezone.now()
+        rows = store_class.get_model_class()._default_manager.filter(session_key__in=wanted)
+        for key, data, expires in rows.values_list("session_key", "session_data", "expire_date"):
+            if expires > now:
+                found[key] = data
+    return [decoder.decode(found[key]) if key in found else {} for key in keys]
