@@ -130,6 +130,17 @@ def _row(name: str, data: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _speed(machine: dict[str, Any]) -> str:
+    """The machine's speed probes (``bench.system.machine_speed``), if the run has them."""
+    speed = machine.get("speed")
+    if not speed:
+        return ""
+    return (
+        f" Speed: a 2,000,000-step Python loop {speed['python_loop_ms']} ms, a thread wake-up"
+        f" round trip {speed['thread_wake_us']} µs (to compare runs across machines)."
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The run as a Markdown document: machine, table, ratios, notes."""
     machine = results["machine"]
@@ -139,7 +150,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']:.0f} GB, "
         f"Python {machine['python']}, {machine['kernel']}. Mode: "
         f"{'quick' if results['quick'] else 'full'}; load generator in "
-        f"{results['timing']['procs']} processes on the same machine.",
+        f"{results['timing']['procs']} processes on the same machine.{_speed(machine)}",
         "",
         "| target | S1 deliveries/s | S1 loss % | S1 p50 / p99 ms | S2 sustained deliveries/s "
         "| S2 p99 ms | S2 CPU % server / loadgen / other | S3 open / tried | S3 RSS KiB per conn "

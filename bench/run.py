@@ -25,7 +25,7 @@ from .presence import p1_presence_churn
 from .report import markdown, plot
 from .scenarios import FULL, QUICK, SCENARIOS, Timing
 from .server import ROOT
-from .system import bytecode_compile, raise_nofile, wait_quiet
+from .system import bytecode_compile, machine_speed, raise_nofile, wait_quiet
 from .targets import TARGETS
 
 logger = logging.getLogger("bench")
@@ -63,6 +63,7 @@ def machine() -> dict[str, Any]:
         "kernel": f"{platform.system()} {platform.release()}",
         "packages": versions,
         "redis_server": bool(redis),
+        "speed": machine_speed(),
     }
 
 

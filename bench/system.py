@@ -3,9 +3,12 @@
 import compileall
 import logging
 import os
+import queue
 import re
 import resource
 import socket
+import statistics
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,42 @@ def bytecode_compile(root: Path) -> None:
     """
     skip = re.compile(r"/(\.venv|node_modules|\.git|tests)/")
     compileall.compile_dir(root, quiet=1, rx=skip)
+
+
+def machine_speed(rounds: int = 3) -> dict[str, float]:
+    """Two quick probes of how fast this machine is right now, to compare runs made on
+    different machines (every ratio is within one run; the absolute figures are not): the
+    median of ``rounds`` of a 2,000,000-step Python loop (ms) and of a thread wake-up round
+    trip (µs; 2,000 of them), which the servers' database threads pay for each hand-off.
+    Machines of the same kind have differed by far more than a change's effect
+    (docs/performance.md, the seventh session)."""
+    loops, wakes = [], []
+    for _ in range(rounds):
+        begun = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        loops.append((time.perf_counter() - begun) * 1000)
+        there: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        back: queue.SimpleQueue[int] = queue.SimpleQueue()
+        thread = threading.Thread(target=_echo, args=(there, back), daemon=True)
+        thread.start()
+        begun = time.perf_counter()
+        for i in range(2000):
+            there.put(i)
+            back.get(timeout=5)
+        wakes.append((time.perf_counter() - begun) / 2000 * 1e6)
+        there.put(None)
+        thread.join(timeout=5)
+    return {
+        "python_loop_ms": round(statistics.median(loops), 1),
+        "thread_wake_us": round(statistics.median(wakes), 1),
+    }
+
+
+def _echo(there: "queue.SimpleQueue[int | None]", back: "queue.SimpleQueue[int]") -> None:
+    while (item := there.get()) is not None:
+        back.put(item)
 
 
 def raise_nofile() -> int:
