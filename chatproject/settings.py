@@ -111,6 +111,11 @@ ASGI_APPLICATION = "chatproject.asgi.application"
 # CONN_MAX_AGE around every call: with 0, every chat message would open a new connection.
 # All ORM work of a process runs on one thread (thread_sensitive), so a process holds one.
 CONN_MAX_AGE = int(os.environ.get("CONN_MAX_AGE", "600"))
+# PostgreSQL: the statements run on every connect and every message are prepared once per
+# connection (chatapp.prepared.statement_cursor); nothing else is (psycopg prepares a statement
+# only when asked, or above this many uses). DB_PREPARED=0 (None: never) behind a pooler that
+# cannot keep prepared statements (PgBouncer's transaction mode before 1.21).
+DB_PREPARE_THRESHOLD = 2**31 - 1 if os.environ.get("DB_PREPARED", "1") != "0" else None
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
@@ -126,12 +131,7 @@ if DATABASE_URL:
             "max_size": int(os.environ.get("DB_POOL_MAX", "16")),
             "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "20")),
         }
-        # The statements run on every connect and every message are prepared once per
-        # connection (chatapp.prepared.statement_cursor); nothing else is (psycopg prepares a
-        # statement only when asked, above this count). DB_PREPARED=0 behind a pooler that
-        # cannot keep prepared statements (PgBouncer's transaction mode before 1.21).
-        prepared = os.environ.get("DB_PREPARED", "1") != "0"
-        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 2**31 - 1 if prepared else None
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = DB_PREPARE_THRESHOLD
     else:
         DATABASES["default"].update(CONN_MAX_AGE=CONN_MAX_AGE, CONN_HEALTH_CHECKS=True)
 else:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import dj_database_url
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connections, transaction
 from django.db.utils import load_backend
@@ -34,8 +35,8 @@ def postgres_wrapper(django_db_blocker):
     """A migrated private PostgreSQL, as a Django connection (not yet the default)."""
     with postgres_server() as server, django_db_blocker.unblock():
         config = connections.configure_settings({"default": dj_database_url.parse(server.url)})
-        # As chatproject.settings sets it: the hot statements prepared (chatapp.prepared).
-        config["default"]["OPTIONS"]["prepare_threshold"] = 2**31 - 1
+        # As production's: the hot statements prepared (chatapp.prepared).
+        config["default"]["OPTIONS"]["prepare_threshold"] = settings.DB_PREPARE_THRESHOLD
         wrapper = load_backend(config["default"]["ENGINE"]).DatabaseWrapper(
             config["default"], "default"
         )
