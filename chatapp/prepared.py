@@ -21,6 +21,7 @@ from typing import Any
 
 from django.db import connections, router
 from django.db.models import Model, QuerySet
+from django.utils.asyncio import async_unsafe
 
 _serial = itertools.count(1)
 
@@ -125,7 +126,10 @@ class Prepared:
         if prepared is None:
             return list(self._queryset(values))
         alias, compiled, params = prepared
-        with statement_cursor(connections[alias]) as cursor:
+        connection = connections[alias]
+        if _plain(connection):
+            return _plain_rows(connection, [(compiled.sql, params)])[0]
+        with statement_cursor(connection) as cursor:
             cursor.execute(compiled.sql, params)
             return [tuple(row) for row in cursor.fetchall()]
 
@@ -174,14 +178,18 @@ def reads_run(*reads: Read) -> list[Any]:
     prepared statement (``statement_cursor``), and are read back result by result: a socket's
     connect reads its room, its notification count and its sidebar, and in a reconnect storm
     the three round trips in series on the process's one database thread were the tail of
-    every catch-up (S5, docs/performance.md). Elsewhere (SQLite takes one statement at a
-    time), and for a read that is not reusable, each runs alone.
+    every catch-up (S5, docs/performance.md). On SQLite they run one after another on one plain
+    cursor (``_plain_rows``). A read that is not reusable runs alone.
     """
     prepared = [r.prepared._prepared(_pks(r.values, r.prepared.users)) for r in reads]
     aliases = {p[0] for p in prepared if p is not None}
     if len(reads) < 2 or None in prepared or len(aliases) != 1:
         return [read.run() for read in reads]
     connection = connections[next(iter(aliases))]
+    if _plain(connection):
+        statements = [(compiled.sql, params) for _, compiled, params in prepared]  # type: ignore[misc]
+        found = _plain_rows(connection, statements)
+        return [read.finish(rows) for read, rows in zip(reads, found, strict=True)]
     if connection.vendor != "postgresql":
         return [read.run() for read in reads]
     with contextlib.ExitStack() as stack:
@@ -193,6 +201,51 @@ def reads_run(*reads: Read) -> list[Any]:
             read.finish([tuple(row) for row in cursor.fetchall()])
             for read, cursor in zip(reads, cursors, strict=True)
         ]
+
+
+def _plain(connection: Any) -> bool:
+    """Whether ``_plain_rows`` may run statements on ``connection``: SQLite, with nothing that
+    must see each statement through Django's cursor (the query log of ``DEBUG`` and of
+    ``CaptureQueriesContext``, an ``execute_wrapper``), which then runs them as before."""
+    return (
+        connection.vendor == "sqlite"
+        and not connection.queries_logged
+        and not connection.execute_wrappers
+    )
+
+
+_qmark: dict[str, str] = {}  # Django's SQL (format style) → SQLite's (qmark), as Django converts
+
+
+@async_unsafe
+def _plain_rows(connection: Any, statements: list[tuple[str, list[Any]]]) -> list[list[Any]]:
+    """The rows of each ``(sql, params)``, run one after another on one SQLite cursor.
+
+    What Django's cursor does around a statement, done once for them all: Django's wrapper costs
+    ~20 µs a statement (a cursor and its wrapper, the SQL's conversion to SQLite's placeholders
+    by a regular expression, error wrapping) against the 2-8 µs SQLite takes to run a connect's
+    read, and a reconnect storm makes 15,000 of them (bench S5, docs/performance.md). The same
+    checks stand: the connection is opened, health-checked and used by its own thread only, a
+    statement in a broken transaction is refused, errors come out as Django's.
+    """
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            found = []
+            for sql, params in statements:
+                qmark = _qmark.get(sql)
+                if qmark is None:
+                    converter = connection.create_cursor()
+                    qmark = _qmark[sql] = converter.convert_query(sql)
+                    converter.close()
+                found.append(cursor.execute(qmark, params).fetchall())
+            return found
+        finally:
+            cursor.close()
 
 
 @contextlib.contextmanager
