@@ -39,5 +39,7 @@ application = ops.asgi.served_by(
 
 # Under uvicorn, an upgraded connection's HTTP protocol is freed at once (ops.protocols).
 ops.protocols.http_protocol_uncycled()
+# ... and a WebSocket's handshake is let go once answered (ops.protocols).
+ops.protocols.websocket_handshake_released()
 # Everything is loaded: what start-up made leaves the cycle collector's view (ops.collector).
 ops.collector.collector_tune()

@@ -17,6 +17,7 @@ from . import events, selectors
 # Ids of notifications counted live since the last snapshot (connect or mark-read); past this
 # many the socket folds them into ``through``, so a long-lived socket's memory stays bounded.
 RECENT_LIMIT = 1000
+NO_IDS: frozenset[int] = frozenset()  # every socket's unread_recent until one comes
 
 
 @reads_sync_to_async
@@ -43,7 +44,7 @@ class NotificationsMixin:
     socket_state: dict[str, Any] = {
         "unread": 0,
         "unread_through": 0,
-        "unread_recent": frozenset(),
+        "unread_recent": NO_IDS,
         "notifications_waiting": None,
         "notifications_joined": False,
         "snapshots_loading": 0,
@@ -60,9 +61,10 @@ class NotificationsMixin:
         after this)."""
         self.unread = 0
         self.unread_through = 0
-        # The class's empty frozenset until a notification comes: most sockets never get one,
-        # and an empty set is 216 bytes on each of them (S3).
-        self.unread_recent = frozenset()
+        # One shared empty frozenset until a notification comes: most sockets never get one,
+        # and an empty set is 216 bytes on each of them (S3). ``frozenset()`` is a new object
+        # each time (CPython keeps no empty-frozenset singleton since 3.10).
+        self.unread_recent = NO_IDS
         self.notifications_waiting = []
         self.notifications_joined = True
         await self.join_user(check=check_session)
@@ -95,7 +97,7 @@ class NotificationsMixin:
                 self.deliver_event(payload)
 
     def _unread_set(self, unread: int, through: int) -> None:
-        self.unread_recent = {i for i in self.unread_recent if i > through} or frozenset()
+        self.unread_recent = {i for i in self.unread_recent if i > through} or NO_IDS
         self.unread = unread + len(self.unread_recent)
         self.unread_through = max(through, 0)
 
@@ -122,7 +124,7 @@ class NotificationsMixin:
                     # Keep the set bounded: the count already includes these ids, and raising
                     # ``through`` past them means none of them is ever counted again.
                     self.unread_through = max(self.unread_recent)
-                    self.unread_recent = frozenset()
+                    self.unread_recent = NO_IDS
                 if not isinstance(self.unread_recent, set):
                     self.unread_recent = set()
                 self.unread_recent.add(notification_id)

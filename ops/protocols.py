@@ -8,10 +8,13 @@ protocol, its parser, flow control, event and bound methods (about 25 objects) a
 cycle collector. Under churn that garbage was what set off young collections, 12-50 ms each
 with the event loop held (``gc.DEBUG_SAVEALL`` in the P1 server, docs/performance.md). After
 the upgrade the parser has no more work, so dropping it frees all of them at once.
+
+And a WebSocket's handshake, once answered, is let go (``websocket_handshake_released``).
 """
 
 import functools
 import sys
+from typing import Any
 
 
 def http_protocol_uncycled() -> None:
@@ -33,3 +36,44 @@ def http_protocol_uncycled() -> None:
 
     handle_websocket_upgrade.uncycled = True  # type: ignore[attr-defined]
     HttpToolsProtocol.handle_websocket_upgrade = handle_websocket_upgrade
+
+
+def websocket_handshake_released() -> None:
+    """Let go of a WebSocket's handshake once it is answered (once per process).
+
+    uvicorn's ``WebSocketsSansIOProtocol`` keeps the opening request (``self.request``) and the
+    101 response (``self.response``) for the socket's whole life, and websockets' parser keeps
+    the request too (a local of its generator): their header objects were ~4.4 KB of every idle
+    socket, a fifth of its memory (tracemalloc over 1,500 sockets, S3 in docs/performance.md).
+    Neither is read again: the scope holds its own copy of the headers, made from the request
+    before the application starts, and the response is only read to answer ``websocket.accept``,
+    after which uvicorn starts the socket's keepalive. So the request's headers are emptied once
+    uvicorn has made the scope, and the response is dropped when the keepalive starts.
+    """
+    if "uvicorn" not in sys.modules:
+        return
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+        from websockets.datastructures import Headers
+    except ImportError:  # websockets not installed: uvicorn serves WebSockets with wsproto
+        return
+    connect = WebSocketsSansIOProtocol.handle_connect
+    if getattr(connect, "released", False):
+        return
+    keepalive = WebSocketsSansIOProtocol.start_keepalive
+    no_headers = Headers()
+
+    @functools.wraps(connect)
+    def handle_connect(self: WebSocketsSansIOProtocol, event: Any) -> None:
+        connect(self, event)  # the scope (with its headers) and the response are made
+        self.request = None
+        event.headers = no_headers  # the parser's reference to the request stays
+
+    @functools.wraps(keepalive)
+    def start_keepalive(self: WebSocketsSansIOProtocol) -> None:
+        self.response = None  # the 101 response is written: the handshake is done
+        keepalive(self)
+
+    handle_connect.released = True  # type: ignore[attr-defined]
+    WebSocketsSansIOProtocol.handle_connect = handle_connect
+    WebSocketsSansIOProtocol.start_keepalive = start_keepalive

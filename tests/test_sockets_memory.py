@@ -32,6 +32,8 @@ async def test_a_connected_room_socket_shares_its_attribute_keys(connect, alice,
     # A dict sharing its keys is a values array, far smaller than one with keys of its own.
     own = dict(vars(first))
     assert sys.getsizeof(vars(first)) < sys.getsizeof(own) / 2
+    # No notification yet: both hold the one shared empty set, not 216 bytes each.
+    assert first.unread_recent is second.unread_recent == frozenset()
     for socket in sockets:
         await socket.disconnect()
 
@@ -54,6 +56,9 @@ async def test_an_open_socket_keeps_no_router_coroutine(connect, alice, room):
     chain = _awaiting(socket.future.get_coro())
     assert chain[:2] == ["SessionAuthMiddleware.__call__", "HubConsumer.__call__"], chain
     assert not any("Router" in name or "Origin" in name or "app" == name for name in chain)
+    # The middleware's frame holds no scope of its own: the consumer's is the one scope kept.
+    middleware = socket.future.get_coro()
+    assert not any(isinstance(v, dict) for v in middleware.cr_frame.f_locals.values())
     await socket.disconnect()
 
 
