@@ -8,6 +8,8 @@ from typing import Any
 
 from django.conf import settings
 
+from realtime.stopping import stop_signals_watch, stopped
+
 from .guard import SeveralProcessesError, in_memory_layer_claim
 
 logger = logging.getLogger(__name__)
@@ -18,7 +20,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
-    """ASGI lifespan: refuse to start where the in-memory layer would split users.
+    """ASGI lifespan: refuse to start where the in-memory layer would split users; on
+    stopping, let go of what the sockets held outside the process in one batch
+    (``realtime.stopping``).
 
     uvicorn stops every worker and its supervisor when one worker reports that its start-up
     failed, so ``--workers 4`` without REDIS_URL refuses to run instead of running split.
@@ -35,8 +39,12 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
             except OSError as error:
                 # A read-only folder must not stop the server; the system check still warns.
                 logger.warning("could not check for other in-memory-layer processes: %s", error)
+            # From here a stop signal lets the sockets release locally; what they held on
+            # Redis is let go at once below, when the server has closed them all.
+            stop_signals_watch()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await stopped()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

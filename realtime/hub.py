@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 
 from .loops import per_loop
+from .stopping import stopping
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +139,30 @@ class Hub:
         """Remove several (group, subscriber) subscriptions, all from the local fan-out before
         anything awaits, then leave the groups that emptied."""
         emptied = [group for group, subscriber in pairs if self._forget(group, subscriber)]
+        if stopping():
+            return  # the process leaves every group at once when its sockets are all gone
         if len(emptied) == 1:
             await self._leave(emptied[0])
         elif emptied:  # at once: the layer sends the leaves together (realtime.pipelined)
             await asyncio.gather(*(self._leave(group) for group in emptied))
+
+    async def stop(self) -> None:
+        """The process stops and its sockets are released (``realtime.stopping``): stop the
+        hub's tasks (no rejoin, no recovery from now on), then leave every group it still
+        joins, all in one batch of the layer's."""
+        for task in (self._reader, self._refresher, self._watchdog):
+            if task is not None:
+                task.cancel()
+        groups, self._joined = [self.probe_group, *self._joined], set()
+        if self.channel is None:
+            return
+        left = await asyncio.gather(
+            *(self.layer.group_discard(group, self.channel) for group in groups),
+            return_exceptions=True,
+        )
+        failed = sum(isinstance(outcome, BaseException) for outcome in left)
+        if failed:
+            logger.warning("could not leave %d of %d groups; they expire", failed, len(groups))
 
     def subscriber_count(self) -> int:
         """Local subscriptions (a socket counts once per group it is in)."""

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from .loops import per_loop
 from .pipelined import Pipelined
+from .stopping import stopping
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,9 @@ class LocalLimits:
         if self.sockets[user_id] <= 0:
             del self.sockets[user_id]
 
+    async def stop(self) -> None:
+        """Nothing outside the process to let go of."""
+
 
 class RedisLimits:
     """Limits shared by every process on the same Redis."""
@@ -187,12 +191,28 @@ class RedisLimits:
 
     async def socket_close(self, user_id: int, socket_id: str) -> None:
         """Stop counting a socket ``socket_open`` counted."""
+        if stopping():
+            return  # uncounted with the process's other sockets, at once (``stop``)
         member = f"{self.process}:{socket_id}"
         self.local_sockets.pop(member, None)
         try:
             await self.pipelined.execute(("ZREM", f"{self.prefix}:sockets:{user_id}", member))
         except Exception:
             logger.warning("could not uncount a socket; it expires by itself", exc_info=True)
+
+    async def stop(self) -> None:
+        """The process stops (``realtime.stopping``): uncount every socket still counted, in
+        one pipeline, and stop renewing them."""
+        if self.renewer is not None:
+            self.renewer.cancel()
+        counted, self.local_sockets = self.local_sockets, {}
+        if counted:
+            await self.pipelined.execute(
+                *(
+                    ("ZREM", f"{self.prefix}:sockets:{user_id}", member)
+                    for member, user_id in counted.items()
+                )
+            )
 
     async def _renew(self) -> None:
         """Keep this process's sockets counted while they are open."""

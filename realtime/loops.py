@@ -19,4 +19,9 @@ def per_loop(factory: Callable[[], T]) -> Callable[[], T]:
             value = made[loop] = factory()
         return value
 
+    def existing() -> T | None:
+        """The running loop's object if it was made, without making it."""
+        return made.get(asyncio.get_running_loop())
+
+    get.existing = existing  # type: ignore[attr-defined]
     return get
