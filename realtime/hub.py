@@ -146,16 +146,16 @@ class Hub:
         elif emptied:  # at once: the layer sends the leaves together (realtime.pipelined)
             await asyncio.gather(*(self._leave(group) for group in emptied))
 
-    async def stop(self) -> None:
+    async def stop(self) -> int:
         """The process stops and its sockets are released (``realtime.stopping``): stop the
         hub's tasks (no rejoin, no recovery from now on), then leave every group it still
-        joins, all in one batch of the layer's."""
+        joins, all in one batch of the layer's. Returns how many it left."""
         for task in (self._reader, self._refresher, self._watchdog):
             if task is not None:
                 task.cancel()
         groups, self._joined = [self.probe_group, *self._joined], set()
         if self.channel is None:
-            return
+            return 0
         left = await asyncio.gather(
             *(self.layer.group_discard(group, self.channel) for group in groups),
             return_exceptions=True,
@@ -163,6 +163,7 @@ class Hub:
         failed = sum(isinstance(outcome, BaseException) for outcome in left)
         if failed:
             logger.warning("could not leave %d of %d groups; they expire", failed, len(groups))
+        return len(groups) - failed
 
     def subscriber_count(self) -> int:
         """Local subscriptions (a socket counts once per group it is in)."""

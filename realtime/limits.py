@@ -132,8 +132,9 @@ class LocalLimits:
         if self.sockets[user_id] <= 0:
             del self.sockets[user_id]
 
-    async def stop(self) -> None:
+    async def stop(self) -> int:
         """Nothing outside the process to let go of."""
+        return 0
 
 
 class RedisLimits:
@@ -200,9 +201,9 @@ class RedisLimits:
         except Exception:
             logger.warning("could not uncount a socket; it expires by itself", exc_info=True)
 
-    async def stop(self) -> None:
+    async def stop(self) -> int:
         """The process stops (``realtime.stopping``): uncount every socket still counted, in
-        one pipeline, and stop renewing them."""
+        one pipeline, and stop renewing them. Returns how many."""
         if self.renewer is not None:
             self.renewer.cancel()
         counted, self.local_sockets = self.local_sockets, {}
@@ -213,6 +214,7 @@ class RedisLimits:
                     for member, user_id in counted.items()
                 )
             )
+        return len(counted)
 
     async def _renew(self) -> None:
         """Keep this process's sockets counted while they are open."""

@@ -39,8 +39,9 @@ def stop_signals_watch() -> bool:
     """Note a stop signal before the server's own handler gets it (call from the lifespan's
     start-up, where the server has installed that handler). Returns whether it watches.
 
-    Only a Python handler is wrapped: a signal the server does not handle (the default action)
-    stays as it is, and off the main thread nothing can be installed."""
+    Only a server's own handler is wrapped: a signal it does not handle (the default action, or
+    Python's KeyboardInterrupt for SIGINT) stays as it is, and off the main thread nothing can
+    be installed."""
     if threading.current_thread() is not threading.main_thread():
         return False
     watching = False
@@ -49,8 +50,8 @@ def stop_signals_watch() -> bool:
         if getattr(handler, "stop_noted", False):
             watching = True
             continue
-        if not callable(handler):
-            continue
+        if not callable(handler) or handler is signal.default_int_handler:
+            continue  # not the server's: Python's own (KeyboardInterrupt) or the default action
         signal.signal(number, _noting(handler))
         watching = True
     return watching
@@ -72,11 +73,12 @@ async def stopped() -> None:
     from .hub import get_hub
     from .limits import get_limits
 
-    for name, existing in (("hub", get_hub.existing), ("socket counts", get_limits.existing)):
+    let_go = []
+    for name, existing in (("groups", get_hub.existing), ("socket counts", get_limits.existing)):
         holder = existing()
-        if holder is None:
-            continue
         try:
-            await holder.stop()
+            let_go.append(0 if holder is None else await holder.stop())
         except Exception:
+            let_go.append(0)
             logger.warning("could not let go of the %s; they expire", name, exc_info=True)
+    logger.info("stopped: let go of %d groups and %d socket counts at once", *let_go)
