@@ -174,10 +174,14 @@ class RedisLimits:
             return True
         return bool(taken)
 
+    def _sockets_key(self, user_id: int) -> str:
+        """The sorted set of the user's open sockets (every process's), scored by expiry."""
+        return f"{self.prefix}:sockets:{user_id}"
+
     async def socket_open(self, user_id: int, socket_id: str) -> bool:
         """Count a new socket of the user; False (not counted) past the cap."""
         member = f"{self.process}:{socket_id}"
-        key = f"{self.prefix}:sockets:{user_id}"
+        key = self._sockets_key(user_id)
         try:
             args = [settings.CHAT_SOCKETS_PER_USER, SOCKET_TTL, member]
             (counted,) = await self.pipelined.execute(("EVAL", _SOCKET_OPEN_LUA, 1, key, *args))
@@ -197,7 +201,7 @@ class RedisLimits:
         member = f"{self.process}:{socket_id}"
         self.local_sockets.pop(member, None)
         try:
-            await self.pipelined.execute(("ZREM", f"{self.prefix}:sockets:{user_id}", member))
+            await self.pipelined.execute(("ZREM", self._sockets_key(user_id), member))
         except Exception:
             logger.warning("could not uncount a socket; it expires by itself", exc_info=True)
 
@@ -210,7 +214,7 @@ class RedisLimits:
         if counted:
             await self.pipelined.execute(
                 *(
-                    ("ZREM", f"{self.prefix}:sockets:{user_id}", member)
+                    ("ZREM", self._sockets_key(user_id), member)
                     for member, user_id in counted.items()
                 )
             )
@@ -223,7 +227,7 @@ class RedisLimits:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for member, user_id in tuple(self.local_sockets.items()):
-                        key = f"{self.prefix}:sockets:{user_id}"
+                        key = self._sockets_key(user_id)
                         await self.renew(keys=[key], args=[SOCKET_TTL, member], client=pipe)
                     await pipe.execute()
             except asyncio.CancelledError:
