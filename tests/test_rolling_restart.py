@@ -8,7 +8,6 @@ once, in seq order (docs/scaling.md, "A new release without a dead window")."""
 
 import asyncio
 import configparser
-import json
 import os
 import shlex
 import signal
@@ -87,11 +86,10 @@ async def refused_while(port: int, done: asyncio.Event) -> tuple[int, int]:
 async def send_stored_once(sender: ChatClient, i: int) -> None:
     """Send message ``i`` with a ``client_id``, again on the next socket until the sender has
     it back: as the page does when its socket fails under a send (stored once either way)."""
-    frame = json.dumps({"type": "message", "body": f"flow {i}", "client_id": f"flow-{i}"})
     deadline = time.monotonic() + 30
     while True:
         try:
-            await sender.socket.send(frame)
+            await sender.send(f"flow {i}", client_id=f"flow-{i}")
         except websockets.ConnectionClosed:
             pass
         back = await sender.wait_until(

@@ -118,9 +118,13 @@ class ChatClient:
                 pass
         self._changed.set()
 
-    async def send(self, body: str) -> None:
-        """Send a chat message over the current connection."""
-        await self.socket.send(json.dumps({"type": "message", "body": body}))
+    async def send(self, body: str, client_id: str | None = None) -> None:
+        """Send a chat message over the current connection (with the page's idempotency key,
+        ``client_id``, if given)."""
+        frame = {"type": "message", "body": body}
+        if client_id is not None:
+            frame["client_id"] = client_id
+        await self.socket.send(json.dumps(frame))
 
     async def wait_for(self, seq: int, timeout: float) -> bool:
         """Wait until this client has every message up to ``seq``."""
