@@ -6,17 +6,21 @@ members are worker processes (see ``realtime.hub``), not individual sockets.
 """
 
 import asyncio
+import contextvars
 import logging
 import os
 import weakref
 from collections.abc import Iterable, Iterator
-from itertools import islice
+from itertools import groupby, islice
+from operator import itemgetter
 from typing import Any
 
 import orjson
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+
+from .hub import get_hub
 
 logger = logging.getLogger(__name__)
 
@@ -42,28 +46,47 @@ def frame_dumps(payload: dict[str, Any]) -> str:
 
 
 class _Publisher:
-    """Sends one event loop's events in the order they were committed, one at a time."""
+    """Passes one event loop's events on in the order they were committed.
+
+    This process's own sockets get each event at once, from its hub (``Hub.dispatch_ordered``,
+    the same ordered path as events from other processes), and the layer takes it to every
+    other member of the group, leaving this hub out: a worker's own sockets wait for no round
+    trip through Redis, and its hub reads only other processes' events. A layer that cannot
+    leave a member out (no ``group_send_many``: e.g. channels_redis' pub/sub layer) delivers
+    every event, this process's included, as the layer sends it.
+    """
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any], str | None]] = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self._run(), name="realtime-publish")
+
+    def put(self, group: str, event: dict[str, Any]) -> None:
+        """Deliver ``event`` to this process's sockets now and queue it for the others."""
+        skip = None
+        hub = get_hub.existing()
+        if hub is not None and hub.channel is not None and _leaves_out(get_channel_layer()):
+            hub.dispatch_ordered(event)
+            skip = hub.channel
+        self.queue.put_nowait((group, event, skip))
 
     async def _run(self) -> None:
         while True:
             batch = [await self.queue.get()]
             layer = get_channel_layer()
-            if not getattr(layer, "batches", False):  # the in-memory layer: no round trips
-                await self._send_one(layer, *batch[0])
+            if not _leaves_out(layer):
+                await self._send_one(layer, *batch[0][:2])
                 continue
             # What was committed while the last batch was on its way goes in one batch, in
             # order: a busy process pays Redis' round trips per batch, not per event.
             while len(batch) < PUBLISH_BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
-            try:
-                await layer.group_send_many(batch)
-            except Exception:
-                for group in dict.fromkeys(group for group, _ in batch):
-                    _send_failed(group)
+            for skip, run in groupby(batch, key=itemgetter(2)):
+                events = [(group, event) for group, event, _ in run]
+                try:
+                    await layer.group_send_many(events, skip=skip)
+                except Exception:
+                    for group in dict.fromkeys(group for group, _ in events):
+                        _send_failed(group)
 
     @staticmethod
     async def _send_one(layer: Any, group: str, event: dict[str, Any]) -> None:
@@ -71,6 +94,11 @@ class _Publisher:
             await layer.group_send(group, event)
         except Exception:
             _send_failed(group)
+
+
+def _leaves_out(layer: Any) -> bool:
+    """Whether the layer sends a batch to a group's members but one (``group_send_many``)."""
+    return callable(getattr(layer, "group_send_many", None))
 
 
 _publishers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Publisher]" = (
@@ -84,7 +112,7 @@ def _publish(group: str, event: dict[str, Any]) -> None:
     publisher = _publishers.get(loop)
     if publisher is None or publisher.task.done():
         publisher = _publishers[loop] = _Publisher()
-    publisher.queue.put_nowait((group, event))
+    publisher.put(group, event)
 
 
 def _server_loop() -> asyncio.AbstractEventLoop | None:
@@ -112,8 +140,11 @@ def _send(group: str, event: dict[str, Any]) -> None:
     loop = _server_loop()
     if loop is not None:
         # In a server, the database thread hands the event to its loop and goes on at once:
-        # waiting for the send (async_to_sync) cost two thread switches per message.
-        loop.call_soon_threadsafe(_publish, group, event)
+        # waiting for the send (async_to_sync) cost two thread switches per message. In a
+        # fresh context, not this thread's: the hub passes the event to this process's
+        # sockets right there, and a task a socket starts then must not inherit the database
+        # thread's (asgiref would take its database calls for calls from that thread).
+        loop.call_soon_threadsafe(_publish, group, event, context=contextvars.Context())
         return
     try:  # a management command or script: no loop of ours, so send and wait
         async_to_sync(get_channel_layer().group_send)(group, event)

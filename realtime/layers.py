@@ -61,10 +61,23 @@ class InMemoryChannelLayer(channels.layers.InMemoryChannelLayer):
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """Send to each member in turn; a full member misses it, as with the stock layer."""
+        await self._group_send(group, message, None)
+
+    async def group_send_many(
+        self, events: list[tuple[str, dict[str, Any]]], skip: str | None = None
+    ) -> None:
+        """``group_send`` each ``(group, message)`` in order, to every member but ``skip`` (the
+        sending process's hub, which had them already: realtime.events)."""
+        for group, message in events:
+            await self._group_send(group, message, skip)
+
+    async def _group_send(self, group: str, message: dict[str, Any], skip: str | None) -> None:
         assert isinstance(message, dict), "Message is not a dict"
         self.require_valid_group_name(group)
         self._clean_expired()
         for channel in tuple(self.groups.get(group, ())):
+            if channel == skip:
+                continue
             try:
                 await self.send(channel, message)
             except channels.exceptions.ChannelFull:

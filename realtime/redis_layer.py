@@ -132,8 +132,12 @@ class RedisChannelLayer(CoreRedisChannelLayer):
         self._last_score = scores[-1] if scores else self._last_score
         return scores
 
-    async def group_send_many(self, events: list[tuple[str, dict[str, Any]]]) -> None:
-        """``group_send`` each ``(group, message)`` in order, in two round trips."""
+    async def group_send_many(
+        self, events: list[tuple[str, dict[str, Any]]], skip: str | None = None
+    ) -> None:
+        """``group_send`` each ``(group, message)`` in order, in two round trips, to every
+        member but ``skip`` (the sending process's hub, which had them already:
+        realtime.events)."""
         connection = self.connection(0)
         now = int(time.time())
         groups = list(dict.fromkeys(group for group, _ in events))
@@ -144,7 +148,11 @@ class RedisChannelLayer(CoreRedisChannelLayer):
             pipe.zrange(key, 0, -1)
         replies = await pipe.execute()
         members = {
-            group: [name.decode("utf8") for name in replies[2 * i + 1]]
+            group: [
+                channel
+                for channel in (name.decode("utf8") for name in replies[2 * i + 1])
+                if channel != skip
+            ]
             for i, group in enumerate(groups)
         }
         keys: list[str] = []
