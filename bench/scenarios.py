@@ -61,6 +61,22 @@ class Timing:
     procs: int = 2  # load-generator processes
     deadline: float | None = None  # time.monotonic() after which ladders stop climbing
 
+    def s4_user(self, i: int) -> int:
+        """The user of S4's ``i``-th client: a member of the room it chats in, and of no other.
+
+        S4 is small rooms and direct conversations, where people chat in their own rooms. The
+        seed makes user ``u`` a member of room ``u // members_per_room`` (S5's sidebars), so
+        client ``k`` of room ``r`` takes user ``r * members_per_room + k``: its sidebar's only
+        room is the open one, whose frames the page has already. (Client ``i`` as user ``i``
+        made ten users of each of the first 200 rooms watch it from sockets in other rooms,
+        so each message was also a sidebar frame to ~4 sockets that do not chat in it.) A
+        smoke test seeded with fewer rooms keeps client ``i`` as user ``i``.
+        """
+        members = self.needs().members_per_room
+        if members < self.s4_room_size or self.s5_rooms < self.s4_rooms:
+            return i
+        return (i // self.s4_room_size) * members + i % self.s4_room_size
+
     def needs(self) -> Needs:
         """Users and rooms a target must have for every scenario."""
         users = max(self.s1_clients, self.s2_clients, self.s3_clients)
@@ -269,7 +285,11 @@ def s4_small_rooms(running: Running, timing: Timing) -> dict[str, Any]:
     warm_up(running, timing)
     rooms = running.room_slugs(timing.s4_rooms)
     clients = room_clients(
-        running.ws_pattern, rooms, timing.s4_room_size, timing.s4_room_size, running.headers_for
+        running.ws_pattern,
+        rooms,
+        timing.s4_room_size,
+        timing.s4_room_size,
+        lambda i: running.headers_for(timing.s4_user(i)),
     )
     with LoadRun(clients, _config(running, timing)) as run:
         return _ladder(
