@@ -97,8 +97,9 @@ class _Publisher:
 
 
 def _leaves_out(layer: Any) -> bool:
-    """Whether the layer sends a batch to a group's members but one (``group_send_many``)."""
-    return callable(getattr(layer, "group_send_many", None))
+    """Whether the layer sends a batch to a group's members but one (``group_send_many``; the
+    Redis layer only on a single host, ``batches``)."""
+    return callable(getattr(layer, "group_send_many", None)) and getattr(layer, "batches", True)
 
 
 _publishers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Publisher]" = (

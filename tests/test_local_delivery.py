@@ -1,9 +1,10 @@
 """A process's own events reach its own sockets at once, from its hub, and never a second time
 through the layer; every other process gets them through the layer, once.
 
-On the embedded default's in-memory layer, on the project's Redis layer (a real redis-server)
-and on channels_redis' pub/sub layer, which cannot leave a member out: there the layer brings
-a process its own events, as before, and they still arrive once.
+On the embedded default's in-memory layer, on the project's Redis layer (a real redis-server),
+and on the layers that cannot leave a member out (the project's over several Redis hosts,
+channels_redis' pub/sub layer): there the layer brings a process its own events, as before,
+and they still arrive once.
 """
 
 import asyncio
@@ -29,9 +30,22 @@ def redis_url():
         yield server.url
 
 
-@pytest.fixture(params=["in-memory", "redis", "pubsub"])
+@pytest.fixture(scope="module")
+def second_redis_url():
+    with redis_server() as server:
+        yield server.url
+
+
+# The layers that leave the sending process out, so its sockets get its events at once.
+AT_ONCE = {"in-memory", "redis"}
+
+
+@pytest.fixture(params=["in-memory", "redis", "redis-sharded", "pubsub"])
 def layers(request, settings):
-    """This process's layer (the settings') and a layer of another process on the same broker."""
+    """This process's layer (the settings') and a layer of another process on the same broker.
+
+    "redis-sharded": the project's layer over two Redis servers, where it sends each event
+    with channels_redis' own calls (its batch calls use one server), to every member."""
     if request.param == "in-memory":
         return request.param, lambda: get_channel_layer()
     url = request.getfixturevalue("redis_url")
@@ -39,6 +53,9 @@ def layers(request, settings):
     if request.param == "redis":
         backend, other = "realtime.layers.RedisChannelLayer", RedisChannelLayer
         hosts: list[Any] = [{"address": url}]
+    elif request.param == "redis-sharded":
+        backend, other = "realtime.layers.RedisChannelLayer", RedisChannelLayer
+        hosts = [{"address": url}, {"address": request.getfixturevalue("second_redis_url")}]
     else:
         backend, other = "channels_redis.pubsub.RedisPubSubChannelLayer", RedisPubSubChannelLayer
         hosts = [url]
@@ -104,7 +121,7 @@ async def test_a_process_own_event_reaches_its_sockets_at_once_and_only_once(lay
     hub, here, other_layer, other = await _here_and_another_process(make_layer)
 
     events._publish("room-1", frame(1))
-    if kind != "pubsub":
+    if kind in AT_ONCE:
         assert here.seqs == [1]  # before any await: no round trip through the layer
     assert await _received(other_layer, other, 1) == [1]
     await asyncio.sleep(0.3)  # time for the hub's reader to pass on anything the layer brought
@@ -120,7 +137,7 @@ async def test_own_and_other_processes_events_reach_a_socket_in_seq_order_once_e
     events._publish("room-1", frame(1))
     await here.until(lambda seqs: seqs == [1])
     events._publish("room-1", frame(3))
-    if kind != "pubsub":
+    if kind in AT_ONCE:
         assert here.seqs == [1]  # 3 is held: 2 has not come yet
     await other_layer.group_send("room-1", frame(2))
     await other_layer.group_send("room-1", frame(4))
