@@ -17,6 +17,7 @@ from typing import Any
 
 from channels_redis.core import RedisChannelLayer as CoreRedisChannelLayer
 from redis.asyncio import BlockingConnectionPool
+from redis.exceptions import ResponseError
 
 from .loops import per_loop
 from .pipelined import Pipelined
@@ -79,6 +80,8 @@ class RedisChannelLayer(CoreRedisChannelLayer):
         # session-check counter twice per socket), and on shutdown leaves them all, at two
         # round trips (ZADD, EXPIRE) and one (ZREM) each (S5, docs/performance.md).
         self._pipelined = per_loop(lambda: Pipelined(lambda: self.connection(0)))
+        # Whether the server has BZMPOP (Redis 7.0); found out on first use.
+        self._bzmpop = True
 
     async def group_add(self, group: str, channel: str) -> None:
         if not self.batches:
@@ -179,7 +182,8 @@ class RedisChannelLayer(CoreRedisChannelLayer):
 
     async def receive_many(self, channel: str, limit: int = 500) -> list[dict[str, Any]]:
         """The messages waiting on a process's channel (at most ``limit``), waiting for one
-        if there are none; an empty list when the wait times out.
+        if there are none; an empty list when the wait times out. One round trip on Redis 7
+        (BZMPOP); before 7.0 two when the queue is empty (ZPOPMIN, then BZPOPMIN).
 
         Only for a channel that one task of the process reads (the hub's): unlike ``receive``
         it keeps no backup of a message between its removal and its delivery, so a reader
@@ -188,7 +192,21 @@ class RedisChannelLayer(CoreRedisChannelLayer):
         assert "!" in channel, "receive_many reads a process-specific channel"
         key = self.prefix + self.non_local_name(channel)
         connection = self.connection(0)
-        popped = await connection.zpopmin(key, limit)
+        popped = None
+        if self._bzmpop:
+            # Redis 7: what is waiting, or the first to come, in one round trip.
+            try:
+                reply = await connection.bzmpop(self.brpop_timeout, 1, [key], min=True, count=limit)
+            except ResponseError as exc:
+                if "unknown command" not in str(exc).lower():
+                    raise
+                self._bzmpop = False  # Redis 6: no BZMPOP
+            else:
+                if reply is None:
+                    return []
+                popped = reply[1]
+        if popped is None:
+            popped = await connection.zpopmin(key, limit)
         if not popped:
             waited = await connection.bzpopmin(key, timeout=self.brpop_timeout)
             if waited is None:

@@ -83,3 +83,36 @@ async def test_joins_and_leaves_made_at_once_go_out_together_and_each_takes_effe
     await layer.group_send_many([(group, {"type": "hub.frame", "g": group}) for group in groups])
     assert [m["g"] for m in await _read_all(layer, channel, 150)] == groups[1::2]
     await layer.flush()
+
+
+async def test_a_redis_without_bzmpop_is_read_the_older_way_with_nothing_lost():
+    """Redis before 7.0 has no BZMPOP (here a 7.x with the command renamed away): the reader
+    falls back to ZPOPMIN and BZPOPMIN, and gets everything, in order."""
+    with redis_server("--rename-command", "BZMPOP", "") as server:
+        layer = _layer(server.url)
+        channel = await layer.new_channel("hub.")
+        await layer.group_add("room-6", channel)
+        await layer.group_send_many([("room-6", {"type": "hub.frame", "seq": i}) for i in range(3)])
+        assert [m["seq"] for m in await _read_all(layer, channel, 3)] == [0, 1, 2]
+        assert layer._bzmpop is False
+        # An empty queue: the reader waits for the next message and gets it.
+        reading = asyncio.ensure_future(layer.receive_many(channel))
+        await asyncio.sleep(0.2)
+        await layer.group_send_many([("room-6", {"type": "hub.frame", "seq": 3})])
+        assert [m["seq"] for m in await asyncio.wait_for(reading, 5)] == [3]
+        await layer.flush()
+
+
+async def test_the_reader_waits_on_an_empty_queue_and_wakes_with_what_came(redis_url):
+    layer = _layer(redis_url)
+    channel = await layer.new_channel("hub.")
+    await layer.group_add("room-7", channel)
+    reading = asyncio.ensure_future(layer.receive_many(channel))
+    await asyncio.sleep(0.2)
+    assert not reading.done()
+    await layer.group_send_many([("room-7", {"type": "hub.frame", "seq": i}) for i in range(2)])
+    got = await asyncio.wait_for(reading, 5)
+    got += await _read_all(layer, channel, 2 - len(got)) if len(got) < 2 else []
+    assert [m["seq"] for m in got] == [0, 1]
+    assert layer._bzmpop is True
+    await layer.flush()

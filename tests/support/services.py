@@ -71,6 +71,7 @@ class RedisServer:
     port: int
     workdir: Path
     process: subprocess.Popen | None = None
+    options: tuple[str, ...] = ()  # more of redis-server's command line
 
     @property
     def url(self) -> str:
@@ -89,7 +90,7 @@ class RedisServer:
         command = [self.executable, "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
         command += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
-        command += ["--maxclients", "10000"]
+        command += ["--maxclients", "10000", *self.options]
         with open(self.workdir / "redis.log", "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
@@ -136,11 +137,12 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    """A running private redis-server until the block ends."""
+def redis_server(*options: str) -> Iterator[RedisServer]:
+    """A running private redis-server until the block ends (``options``: more of its command
+    line, e.g. ``"--rename-command", "BZMPOP", ""`` for a server without a command)."""
     executable = require_program("redis-server", "redis-server")
     workdir = _private_dir("chat-redis-")
-    server = RedisServer(executable, free_port(), workdir)
+    server = RedisServer(executable, free_port(), workdir, options=options)
     try:
         server.start()
         yield server
