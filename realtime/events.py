@@ -52,8 +52,8 @@ class _Publisher:
     the same ordered path as events from other processes), and the layer takes it to every
     other member of the group, leaving this hub out: a worker's own sockets wait for no round
     trip through Redis, and its hub reads only other processes' events. A layer that cannot
-    leave a member out (no ``group_send_many``: e.g. channels_redis' pub/sub layer) delivers
-    every event, this process's included, as the layer sends it.
+    leave a member out (``_leaves_out``: channels_redis' pub/sub layer, or the Redis layer over
+    several hosts) delivers every event, this process's included, as the layer sends it.
     """
 
     def __init__(self) -> None:

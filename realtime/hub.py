@@ -5,6 +5,8 @@ once per socket. Here a worker process joins each group with one channel of its 
 reader task receives each event once and hands the already-serialised frame to every local
 socket in the group. The layer's work per message then grows with the number of processes, not
 with the number of sockets (the design of Centrifugo's node hub and Zulip's event queues).
+Events stored by this process do not come back through the layer: ``realtime.events`` hands
+them to ``dispatch_ordered`` at once, and the layer leaves this process out of their groups.
 """
 
 import asyncio
