@@ -98,7 +98,7 @@ class _Publisher:
 
 def _leaves_out(layer: Any) -> bool:
     """Whether the layer sends a batch to a group's members but one (``group_send_many``; the
-    Redis layer only on a single host, ``batches``)."""
+    Redis layer only where its send script can write the messages, ``batches``)."""
     return callable(getattr(layer, "group_send_many", None)) and getattr(layer, "batches", True)
 
 

@@ -11,10 +11,12 @@ the caller wait for a free connection instead (``pool_timeout`` seconds at most)
 """
 
 import logging
+import random
 import secrets
 import time
 from typing import Any
 
+import msgpack
 from channels_redis.core import RedisChannelLayer as CoreRedisChannelLayer
 from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import ResponseError
@@ -33,22 +35,73 @@ def pool_create(host: dict[str, Any]) -> BlockingConnectionPool:
     return BlockingConnectionPool.from_url(address, **options)
 
 
-# One call stores a batch of group messages: for every (channel key, message, capacity, score)
-# the stock layer's capacity check and ZADD, in the batch's order.
+# One call sends a batch of group messages. KEYS: the batch's groups. ARGV: now, the group
+# expiry, the message expiry, the queues' capacity, the layer's key prefix, the member left out
+# ("" for none), then for every event its group's index in KEYS, its score, its random prefix
+# and its message packed by msgpack, with an empty "__asgi_channel__" list last and that list's
+# header byte (0x90) cut off. For every member but the one left out, in the order the stock
+# ``group_send`` takes them: the queue's expired messages dropped once, then the stock capacity
+# check, ZADD and EXPIRE of the message with the queue's channels appended, as
+# ``_map_channel_keys_to_connection`` would have put them. The queues' keys are derived inside
+# the script, which a Redis Cluster would refuse; the layer is for a single host here anyway.
 _GROUP_SEND_MANY_LUA = """
-local n = #KEYS
-local expiry = ARGV[3 * n + 1]
-local over = 0
-for i = 1, n do
-    if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[n + i]) then
-        redis.call('ZADD', KEYS[i], ARGV[2 * n + i], ARGV[i])
-        redis.call('EXPIRE', KEYS[i], expiry)
-    else
-        over = over + 1
+local now, group_expiry, expiry = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local capacity, prefix, skip = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local function packed(s)
+    local n = #s
+    if n < 32 then return string.char(0xa0 + n) .. s end
+    if n < 256 then return string.char(0xd9, n) .. s end
+    return string.char(0xda, math.floor(n / 256), n % 256) .. s
+end
+local function header(n)
+    if n < 16 then return string.char(0x90 + n) end
+    return string.char(0xdc, math.floor(n / 256), n % 256)
+end
+local queues = {}
+for g = 1, #KEYS do
+    redis.call('ZREMRANGEBYSCORE', KEYS[g], 0, now - group_expiry)
+    local by_key, list = {}, {}
+    for _, channel in ipairs(redis.call('ZRANGE', KEYS[g], 0, -1)) do
+        if channel ~= skip then
+            local bang = string.find(channel, '!', 1, true)
+            local key = prefix .. (bang and string.sub(channel, 1, bang) or channel)
+            local queue = by_key[key]
+            if not queue then
+                queue = {key, {}}
+                by_key[key] = queue
+                list[#list + 1] = queue
+            end
+            local names = queue[2]
+            names[#names + 1] = packed(channel)
+        end
+    end
+    for _, queue in ipairs(list) do
+        queue[2] = header(#queue[2]) .. table.concat(queue[2])
+    end
+    queues[g] = list
+end
+local cleaned, written, over = {}, 0, 0
+for i = 7, #ARGV, 4 do
+    local score, random, body = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    for _, queue in ipairs(queues[tonumber(ARGV[i])]) do
+        local key = queue[1]
+        if not cleaned[key] then
+            redis.call('ZREMRANGEBYSCORE', key, 0, now - expiry)
+            cleaned[key] = true
+        end
+        if redis.call('ZCOUNT', key, '-inf', '+inf') < capacity then
+            redis.call('ZADD', key, score, random .. body .. queue[2])
+            redis.call('EXPIRE', key, expiry)
+            written = written + 1
+        else
+            over = over + 1
+        end
     end
 end
-return over
+return {written, over}
 """
+# How a message packed with an empty "__asgi_channel__" list last ends: the key, then 0x90.
+_CHANNELS_LAST = msgpack.packb({"__asgi_channel__": []})[1:]
 
 
 class RedisChannelLayer(CoreRedisChannelLayer):
@@ -60,10 +113,13 @@ class RedisChannelLayer(CoreRedisChannelLayer):
     message (a cleanup script, BZPOPMIN, a backup ZADD, its removal). A process's publisher
     sends one event at a time and its hub reads one at a time, so with many small rooms these
     sequential round trips, not CPU, capped the events a process could pass on
-    (docs/performance.md, "The write path"). Here a batch of events costs two round trips to
-    send and a queue's waiting messages one to read, whatever their number.
+    (docs/performance.md, "The write path"). Here a batch of events costs one round trip to
+    send (a script that reads each group and writes its members' queues) and a queue's waiting
+    messages one to read, whatever their number.
 
-    Single Redis host only (``hosts`` of one entry); otherwise the stock per-event path.
+    The batch calls are for a single Redis host (``hosts`` of one entry) whose messages are
+    msgpack, unencrypted, with one capacity for every channel (``batches``); otherwise the stock
+    per-event path.
     """
 
     def create_pool(self, index: int) -> BlockingConnectionPool:
@@ -82,6 +138,7 @@ class RedisChannelLayer(CoreRedisChannelLayer):
         self._pipelined = per_loop(lambda: Pipelined(lambda: self.connection(0)))
         # Whether the server has BZMPOP (Redis 7.0); found out on first use.
         self._bzmpop = True
+        self._send_script: Any = None  # the batch send's script (EVALSHA, loaded on first use)
 
     async def group_add(self, group: str, channel: str) -> None:
         if not self.batches:
@@ -124,8 +181,15 @@ class RedisChannelLayer(CoreRedisChannelLayer):
 
     @property
     def batches(self) -> bool:
-        """Whether the batch calls may be used (one Redis host)."""
-        return self.ring_size == 1
+        """Whether the batch calls may be used: one Redis host, and messages the send script
+        can write (msgpack, not encrypted, every channel of the same capacity)."""
+        serializer = self._serializer
+        return (
+            self.ring_size == 1
+            and getattr(serializer, "crypter", None) is None
+            and getattr(serializer, "as_bytes", None) is msgpack.packb
+            and not self.channel_capacity
+        )
 
     def _scores(self, count: int) -> list[float]:
         # Strictly increasing, so messages of one queue keep their order: the queue is a
@@ -138,47 +202,33 @@ class RedisChannelLayer(CoreRedisChannelLayer):
     async def group_send_many(
         self, events: list[tuple[str, dict[str, Any]]], skip: str | None = None
     ) -> None:
-        """``group_send`` each ``(group, message)`` in order, in two round trips, to every
+        """``group_send`` each ``(group, message)`` in order, in one round trip, to every
         member but ``skip`` (the sending process's hub, which had them already:
         realtime.events)."""
-        connection = self.connection(0)
-        now = int(time.time())
-        groups = list(dict.fromkeys(group for group, _ in events))
-        pipe = connection.pipeline(transaction=False)
-        for group in groups:
-            key = self._group_key(group)
-            pipe.zremrangebyscore(key, min=0, max=now - self.group_expiry)
-            pipe.zrange(key, 0, -1)
-        replies = await pipe.execute()
-        members = {
-            group: [
-                channel
-                for channel in (name.decode("utf8") for name in replies[2 * i + 1])
-                if channel != skip
-            ]
-            for i, group in enumerate(groups)
-        }
-        keys: list[str] = []
-        messages: list[bytes] = []
-        capacities: list[int] = []
-        for group, message in events:
-            _, key_messages, key_capacities = self._map_channel_keys_to_connection(
-                members[group], message
-            )
-            for key, serialized in key_messages.items():
-                keys.append(key)
-                messages.append(serialized)
-                capacities.append(key_capacities[key])
-        if not keys:
+        if not events:
             return
-        pipe = connection.pipeline(transaction=False)
-        for key in dict.fromkeys(keys):
-            pipe.zremrangebyscore(key, min=0, max=now - int(self.expiry))
-        args = [*messages, *capacities, *self._scores(len(keys)), self.expiry]
-        pipe.eval(_GROUP_SEND_MANY_LUA, len(keys), *keys, *args)
-        over = (await pipe.execute())[-1]
+        groups: dict[str, int] = {}
+        length = self._serializer.random_prefix_length
+        args: list[Any] = []
+        for (group, message), score in zip(events, self._scores(len(events)), strict=True):
+            packed = msgpack.packb({**message, "__asgi_channel__": []})
+            if not packed.endswith(_CHANNELS_LAST):  # a message with a key of that name
+                raise ValueError("a group message may not carry __asgi_channel__")
+            args += [
+                groups.setdefault(group, len(groups) + 1),
+                repr(score),
+                random.getrandbits(8 * length).to_bytes(length, "big") if length else b"",
+                packed[:-1],
+            ]
+        now = int(time.time())
+        config = [now, self.group_expiry, int(self.expiry), self.capacity, self.prefix, skip or ""]
+        keys = [self._group_key(group) for group in groups]
+        connection = self.connection(0)
+        if self._send_script is None:
+            self._send_script = connection.register_script(_GROUP_SEND_MANY_LUA)
+        _, over = await self._send_script(keys=keys, args=[*config, *args], client=connection)
         if over:
-            logger.info("%s of %s queue writes over capacity", over, len(keys))
+            logger.info("%s queue writes over capacity", over)
 
     async def receive_many(self, channel: str, limit: int = 500) -> list[dict[str, Any]]:
         """The messages waiting on a process's channel (at most ``limit``), waiting for one

@@ -67,6 +67,66 @@ async def test_stock_receive_reads_what_a_batch_wrote(redis_url):
     await layer.flush()
 
 
+async def test_channels_sharing_a_queue_each_get_a_batch_message_once_from_stock_receive(
+    redis_url,
+):
+    """Channels of one process share a queue key (``name!...``); the script writes one message
+    per queue that names them all, as the stock send does (here 17: the list's longer header)."""
+    layer = _layer(redis_url)
+    channels = [await layer.new_channel("local.") for _ in range(17)]
+    for channel in channels:
+        await layer.group_add("room-shared", channel)
+    await layer.group_send_many([("room-shared", {"type": "hub.frame", "seq": 9})])
+    for channel in channels:
+        assert await asyncio.wait_for(layer.receive(channel), 5) == {"type": "hub.frame", "seq": 9}
+    await layer.flush()
+
+
+async def test_a_full_queue_drops_the_batch_messages_over_capacity_as_the_stock_send_does(
+    redis_url,
+):
+    layer = RedisChannelLayer(hosts=[{"address": redis_url}], prefix="batch-full", capacity=3)
+    channel = await layer.new_channel("hub.")
+    await layer.group_add("room-full", channel)
+    await layer.group_send_many([("room-full", {"type": "hub.frame", "seq": i}) for i in range(5)])
+    assert [m["seq"] for m in await layer.receive_many(channel)] == [0, 1, 2]
+    await layer.flush()
+
+
+async def test_a_batch_after_redis_forgot_the_script_loads_it_again(redis_url):
+    layer = _layer(redis_url)
+    channel = await layer.new_channel("hub.")
+    await layer.group_add("room-8", channel)
+    await layer.group_send_many([("room-8", {"type": "hub.frame", "seq": 1})])
+    await layer.connection(0).script_flush()  # as a Redis restart would
+    await layer.group_send_many([("room-8", {"type": "hub.frame", "seq": 2})])
+    assert [m["seq"] for m in await _read_all(layer, channel, 2)] == [1, 2]
+    await layer.flush()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"symmetric_encryption_keys": ["a secret of the deployment"]},
+        {"channel_capacity": {"hub.*": 50}},
+        {"serializer_format": "json"},
+    ],
+    ids=["encrypted", "capacity-per-channel", "json"],
+)
+async def test_a_layer_the_batch_script_cannot_write_for_uses_the_stock_calls(redis_url, options):
+    """The script writes msgpack, unencrypted, with one capacity: other layers leave the
+    publisher on the stock per-event ``group_send`` (realtime.events._leaves_out)."""
+    from realtime.events import _leaves_out
+
+    layer = RedisChannelLayer(hosts=[{"address": redis_url}], prefix="batch-stock", **options)
+    assert layer.batches is False and not _leaves_out(layer)
+    channel = await layer.new_channel("hub.")
+    await layer.group_add("room-9", channel)
+    await layer.group_send("room-9", {"type": "hub.frame", "seq": 1})
+    assert await asyncio.wait_for(layer.receive(channel), 5) == {"type": "hub.frame", "seq": 1}
+    await layer.flush()
+
+
 async def test_joins_and_leaves_made_at_once_go_out_together_and_each_takes_effect(redis_url):
     layer = _layer(redis_url)
     channel = await layer.new_channel("hub.")
