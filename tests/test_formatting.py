@@ -2,6 +2,7 @@
 that every path that shows a message (frames, catch-up, history page, mentions, admin) shows
 the same sanitised result while the stored body stays the text the user wrote."""
 
+import random
 import re
 from html.parser import HTMLParser
 
@@ -10,7 +11,7 @@ import pytest
 from notifications.models import Notification
 from rooms import services
 from rooms.events import catchup_frames, edited_payload, message_payload
-from rooms.formatting import LINK_REL, body_html, body_text
+from rooms.formatting import _PLAIN, LINK_REL, _rendered, body_html, body_text
 from tests.factories import user_create
 
 REL = f'rel="{LINK_REL}"'
@@ -48,6 +49,57 @@ class Elements(HTMLParser):
 )
 def test_the_markdown_subset_renders(body, html):
     assert body_html(body) == html
+
+
+def _plain_lines(count: int) -> list[str]:
+    """Random lines of the plain-line characters and of a few that are not, mixed."""
+    rng = random.Random(12)
+    plain, other = "aZ09 ,?!'-.", ':@*_`~[]()<>&#+=\\/"\n'
+    lines = [
+        "".join(rng.choice(plain if i % 2 else plain + other) for _ in range(rng.randint(1, 12)))
+        for i in range(count)
+    ]
+    return [
+        *lines,
+        "P3 12-345 987654321",
+        "1- a",
+        "1 2 3",
+        "- a",
+        "a - b",
+        "hello,world",
+        "ok!!",
+        "don't",
+        "a  b",
+        "yes?no",
+        "-1",
+        "!a",
+        "a!",
+        "1.",
+        "1. a",
+        "12.5 per cent.",
+        "v1.2.3",
+        "P3 1.2.3 99887766",
+        "see example.com",
+        "www.example.org now",
+        "a.io",
+        "e.g. this",
+        "wait...",
+    ]
+
+
+def test_a_plain_line_renders_as_the_parser_would_render_it():
+    """``body_html`` skips the parser for a line of plain words (``_PLAIN``): for every such
+    line, the result is the parser's and sanitiser's own."""
+    plain = [line for line in _plain_lines(20_000) if _PLAIN.fullmatch(line)]
+    as_itself = [line for line in plain if body_html(line) == f"<p>{line}</p>"]
+    assert len(plain) > 2_000  # the sample has plain lines, and not only them
+    for line in plain:
+        assert body_html(line) == _rendered(line), line
+    assert "P3 1.2.3 99887766" in as_itself and "see example.com" not in as_itself
+    assert body_html("plain words, with commas") == "<p>plain words, with commas</p>"
+    # Lines the parser would act on are not plain.
+    for line in ["- a", "1. a", "1.", "a@b", "x:y", "a  ", " a", "a\nb", "a & b", "<a>"]:
+        assert not _PLAIN.fullmatch(line), line
 
 
 @pytest.mark.parametrize(
