@@ -33,7 +33,7 @@ from typing import Any, ParamSpec, TypeVar
 from asgiref.sync import AsyncToSync, SyncToAsync
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, connections
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +67,23 @@ def _run(loop: asyncio.AbstractEventLoop, func: Callable[..., R], *args: Any) ->
     # (realtime.events) and async_to_sync in the change finds its way back.
     SyncToAsync.threadlocal.main_event_loop = loop
     SyncToAsync.threadlocal.main_event_loop_pid = os.getpid()
-    close_old_connections()
+    _connections_check()
     try:
         return func(*args)
     finally:
-        close_old_connections()
+        _connections_check()
+
+
+def _connections_check() -> None:
+    """``close_old_connections`` for a change thread, which keeps its connection between
+    changes: the pool's ``CONN_MAX_AGE`` of 0 would hand it back after every call and take one
+    again for the next, a tenth of storing a message (bench S4, docs/performance.md). A
+    connection that failed and no longer answers, or is left outside autocommit, still goes
+    back (Django's ``close_if_unusable_or_obsolete``); a process holds at most
+    ``CHAT_DB_WRITERS`` such connections."""
+    for conn in connections.all(initialized_only=True):
+        conn.close_at = None
+        conn.close_if_unusable_or_obsolete()
 
 
 def changes_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:

@@ -6,13 +6,15 @@ test makes rooms of its own.
 """
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.db.utils import load_backend
 from django.test.utils import CaptureQueriesContext
 
+from realtime.db import _connections_check
 from rooms import services, store
 from rooms.models import Message, Room
 
@@ -95,3 +97,32 @@ def test_concurrent_writers_of_one_room_get_every_seq_once(pg, postgres_wrapper)
     assert failures == []
     assert _seqs(room) == list(range(1, threads * per_thread + 1))
     assert Room.objects.get(pk=room.pk).last_seq == threads * per_thread
+
+
+def test_a_change_thread_keeps_its_connection_and_gives_back_one_that_failed(pg, postgres_wrapper):
+    """Between two changes a change thread keeps its connection (``realtime.db``), where a
+    ``CONN_MAX_AGE`` of 0 would give it back every time; one whose server went away is given
+    back, and the next change connects again."""
+    author, room = user_create(), room_make()
+    services.message_create(room=room, author=author, body="first")
+    backend = connection.connection.info.backend_pid
+    connection.close_at = time.monotonic() - 1  # what a CONN_MAX_AGE of 0 leaves
+    _connections_check()
+    services.message_create(room=room, author=author, body="second")
+    assert connection.connection.info.backend_pid == backend
+
+    killer = load_backend(postgres_wrapper.settings_dict["ENGINE"]).DatabaseWrapper(
+        postgres_wrapper.settings_dict, "killer"
+    )
+    try:
+        with killer.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [backend])
+    finally:
+        killer.close()
+    with pytest.raises(OperationalError):
+        services.message_create(room=room, author=author, body="lost with its connection")
+    _connections_check()
+    assert connection.connection is None
+    services.message_create(room=room, author=author, body="third")
+    assert connection.connection.info.backend_pid != backend
+    assert _seqs(room) == [1, 2, 3]
