@@ -374,8 +374,8 @@ CHAT_FRAME_MAX_BYTES = int(os.environ.get("CHAT_FRAME_MAX_BYTES", str(64 * 1024)
 # Frames waiting for one slow socket; past this the socket is closed (4008) and resyncs.
 CHAT_OUTBOX_LIMIT = int(os.environ.get("CHAT_OUTBOX_LIMIT", "1000"))
 # Threads per process that store changes (messages, edits, reactions) at once, on PostgreSQL
-# only (realtime.db); each keeps a pooled connection between changes, so keep it under DB_POOL_MAX
-# (16: the writers, the default database thread and HTTP requests share the pool).
+# only (realtime.db); each keeps a pooled connection between changes, so at most DB_POOL_MAX - 1
+# run (16: the writers, the default database thread and HTTP requests share the pool).
 CHAT_DB_WRITERS = int(os.environ.get("CHAT_DB_WRITERS", "8"))
 
 # Presence and typing (docs/protocol.md, "Presence and typing"). On Redis each worker renews its

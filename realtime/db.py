@@ -45,10 +45,25 @@ _vendor: str | None = None
 _executor_lock = threading.Lock()
 
 
+def writer_threads(wanted: int, database: dict[str, Any]) -> int:
+    """How many change threads a process runs: ``CHAT_DB_WRITERS`` (``wanted``), but fewer
+    than the connections of the database's pool. Each keeps one between changes
+    (``_connections_check``), and the process's database thread and HTTP requests need one
+    too: as many writers as connections would leave those waiting for the pool's timeout."""
+    pool = database.get("OPTIONS", {}).get("pool")
+    if pool is True:
+        size = 4  # psycopg_pool's default size
+    elif isinstance(pool, dict):
+        size = pool.get("max_size") or pool.get("min_size", 4)
+    else:
+        return wanted
+    return max(1, min(wanted, size - 1))
+
+
 def _writers() -> ThreadPoolExecutor | None:
     """The process's pool of change threads, or None when changes stay on the one thread."""
     global _executor, _vendor
-    threads = settings.CHAT_DB_WRITERS
+    threads = writer_threads(settings.CHAT_DB_WRITERS, connection.settings_dict)
     if _vendor is None:  # asked on every call: the connection's vendor, looked up once
         _vendor = connection.vendor
     if threads <= 1 or _vendor != "postgresql":

@@ -14,7 +14,7 @@ from django.db import OperationalError, connection
 from django.db.utils import load_backend
 from django.test.utils import CaptureQueriesContext
 
-from realtime.db import _connections_check
+from realtime.db import _connections_check, writer_threads
 from rooms import services, store
 from rooms.models import Message, Room
 
@@ -126,3 +126,14 @@ def test_a_change_thread_keeps_its_connection_and_gives_back_one_that_failed(pg,
     services.message_create(room=room, author=author, body="third")
     assert connection.connection.info.backend_pid != backend
     assert _seqs(room) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("pool", "threads"),
+    [({"max_size": 16}, 8), ({"max_size": 4}, 3), (True, 3), ({"max_size": 1}, 1), (None, 8)],
+)
+def test_change_threads_leave_a_pooled_connection_for_the_rest_of_the_process(pool, threads):
+    """Each change thread keeps a connection, so a process runs fewer of them than its pool
+    holds (``CHAT_DB_WRITERS`` 8 here); without a pool, each thread has its own anyway."""
+    options = {} if pool is None else {"pool": pool}
+    assert writer_threads(8, {"OPTIONS": options}) == threads
