@@ -94,8 +94,8 @@ def _connections_check() -> None:
     changes: the pool's ``CONN_MAX_AGE`` of 0 would hand it back after every call and take one
     again for the next, a tenth of storing a message (bench S4, docs/performance.md). A
     connection that failed and no longer answers, or is left outside autocommit, still goes
-    back (Django's ``close_if_unusable_or_obsolete``); a process holds at most
-    ``CHAT_DB_WRITERS`` such connections."""
+    back (Django's ``close_if_unusable_or_obsolete``); a process holds at most one per change
+    thread (``writer_threads``)."""
     for conn in connections.all(initialized_only=True):
         conn.close_at = None
         conn.close_if_unusable_or_obsolete()

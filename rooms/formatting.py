@@ -96,10 +96,10 @@ _TEXT_CLEANER = nh3.Cleaner(tags=set(), clean_content_tags=set(), attributes={})
 
 # One line of plain words: ASCII letters, digits, spaces and ``.,?!'-``, starting and ending
 # with no space, not starting as a numbered list does (``1.`` then a space or the end). No rule
-# of the subset acts on these, and none is escaped; the linkifier only where it finds a link
-# (``example.com``), which it is asked. Such a line renders as itself in a paragraph: most chat
-# lines are such, and skip the parser (bench S4, where rendering was a fifth of storing a
-# message; tests/test_formatting.py compares both ways).
+# of the subset acts on these, and none is escaped; the linkifier acts only on a link it finds
+# (``example.com``), so it is asked whenever the line has a dot. Such a line renders as itself
+# in a paragraph: most chat lines are such, and skip the parser (bench S4, where rendering was a
+# fifth of storing a message; tests/test_formatting.py compares both ways).
 _PLAIN = re.compile(r"(?![0-9]+\.(?: |$))[A-Za-z0-9](?:[A-Za-z0-9 .,?!'-]*[A-Za-z0-9.,?!'])?")
 
 
