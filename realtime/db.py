@@ -41,7 +41,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _executor: ThreadPoolExecutor | None = None
-_vendor: str | None = None
+_threads: int | None = None  # the process's change threads, looked up on its first change
 _executor_lock = threading.Lock()
 
 
@@ -62,16 +62,18 @@ def writer_threads(wanted: int, database: dict[str, Any]) -> int:
 
 def _writers() -> ThreadPoolExecutor | None:
     """The process's pool of change threads, or None when changes stay on the one thread."""
-    global _executor, _vendor
-    threads = writer_threads(settings.CHAT_DB_WRITERS, connection.settings_dict)
-    if _vendor is None:  # asked on every call: the connection's vendor, looked up once
-        _vendor = connection.vendor
-    if threads <= 1 or _vendor != "postgresql":
+    global _executor, _threads
+    if _threads is None:  # asked on every change: the database and its pool, looked up once
+        postgresql = connection.vendor == "postgresql"
+        _threads = (
+            writer_threads(settings.CHAT_DB_WRITERS, connection.settings_dict) if postgresql else 1
+        )
+    if _threads <= 1:
         return None
     if _executor is None:
         with _executor_lock:
             if _executor is None:
-                _executor = ThreadPoolExecutor(threads, thread_name_prefix="db-writer")
+                _executor = ThreadPoolExecutor(_threads, thread_name_prefix="db-writer")
     return _executor
 
 

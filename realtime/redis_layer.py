@@ -139,6 +139,16 @@ class RedisChannelLayer(CoreRedisChannelLayer):
         # Whether the server has BZMPOP (Redis 7.0); found out on first use.
         self._bzmpop = True
         self._send_script: Any = None  # the batch send's script (EVALSHA, loaded on first use)
+        # Whether the batch calls may be used: one Redis host, and messages the send script can
+        # write (msgpack, not encrypted, every channel of the same capacity). Fixed from here
+        # on, and asked for every event (realtime.events._leaves_out).
+        serializer = self._serializer
+        self.batches = (
+            self.ring_size == 1
+            and getattr(serializer, "crypter", None) is None
+            and getattr(serializer, "as_bytes", None) is msgpack.packb
+            and not self.channel_capacity
+        )
 
     async def group_add(self, group: str, channel: str) -> None:
         if not self.batches:
@@ -179,18 +189,6 @@ class RedisChannelLayer(CoreRedisChannelLayer):
             value = (await self._pipelined().execute(self._counter_start(key), ("GET", key)))[1]
         return value
 
-    @property
-    def batches(self) -> bool:
-        """Whether the batch calls may be used: one Redis host, and messages the send script
-        can write (msgpack, not encrypted, every channel of the same capacity)."""
-        serializer = self._serializer
-        return (
-            self.ring_size == 1
-            and getattr(serializer, "crypter", None) is None
-            and getattr(serializer, "as_bytes", None) is msgpack.packb
-            and not self.channel_capacity
-        )
-
     def _scores(self, count: int) -> list[float]:
         # Strictly increasing, so messages of one queue keep their order: the queue is a
         # sorted set, and members of equal score would come out in byte order.
@@ -226,9 +224,9 @@ class RedisChannelLayer(CoreRedisChannelLayer):
         connection = self.connection(0)
         if self._send_script is None:
             self._send_script = connection.register_script(_GROUP_SEND_MANY_LUA)
-        _, over = await self._send_script(keys=keys, args=[*config, *args], client=connection)
+        written, over = await self._send_script(keys=keys, args=[*config, *args], client=connection)
         if over:
-            logger.info("%s queue writes over capacity", over)
+            logger.info("%s of %s queue writes over capacity", over, written + over)
 
     async def receive_many(self, channel: str, limit: int = 500) -> list[dict[str, Any]]:
         """The messages waiting on a process's channel (at most ``limit``), waiting for one
