@@ -29,6 +29,17 @@ def _fmt(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _cpu_cell(cpu: dict[str, Any] | None) -> str:
+    """S5's CPU while serving (``storm._cpu_shares``): machine / server / services / loads."""
+    if not cpu:
+        return "-"
+    services = " + ".join(f"{n} {v:.0f}" for n, v in cpu["services_pct"].items()) or "none"
+    return (
+        f"{cpu['machine_pct']:.0f} / {cpu['server_pct']:.0f} / {services} "
+        f"/ {cpu['loadgen_pct']:.0f}"
+    )
+
+
 def _best(scenario: dict[str, Any] | None) -> dict[str, Any] | None:
     return scenario.get("best") if scenario else None
 
@@ -178,8 +189,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "",
             "| S5 reconnect storm | sockets | stopped / serving s | every socket caught up s "
-            "| p50 / p99 s | lost | doubled | connects failed | closed under it |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| p50 / p99 s | lost | doubled | connects failed | closed under it "
+            "| CPU % while serving: machine / server / services / load generator |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, s5 in storms:
             ready = s5.get("ready_s") or {}
@@ -189,7 +201,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {_fmt(s5['all_caught_up_s'], 1)} "
                 f"| {_fmt(ready.get('p50'), 1)} / {_fmt(ready.get('p99'), 1)} "
                 f"| {'-' if s5['lost'] is None else s5['lost']} | {s5['doubled']} "
-                f"| {sum(s5['failures'].values()):,} | {sum(s5['closes'].values()):,} |"
+                f"| {sum(s5['failures'].values()):,} | {sum(s5['closes'].values()):,} "
+                f"| {_cpu_cell(s5.get('cpu_serving'))} |"
             )
     errors = {n: d["error"] for n, d in results["targets"].items() if "error" in d}
     errors |= {

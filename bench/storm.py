@@ -27,7 +27,7 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .system import raise_nofile
+from .system import machine_cpu_seconds, raise_nofile, tree_usage
 
 # Close codes after which the browser stops reconnecting (socket.js ``STOP``).
 STOP = {4401, 4403, 4404}
@@ -375,6 +375,46 @@ def _timeline(parts: list[dict[str, Any]], step: float = 0.25) -> list[list[floa
     return [[round(b * step, 2), *row] for b, row in sorted(counts.items())]
 
 
+@dataclass(frozen=True)
+class _Cpu:
+    """CPU seconds used so far, at one moment: the machine, the server's process tree, each
+    service (PostgreSQL, Redis), the storm's load-generator processes."""
+
+    at: float
+    machine: float
+    server: float
+    services: dict[str, float]
+    loadgen: float
+
+
+def _cpu_now(running: Any, storm: "Storm") -> _Cpu:
+    return _Cpu(
+        at=time.monotonic(),
+        machine=machine_cpu_seconds(),
+        server=running.server.usage().cpu_s,
+        services={s.name: s.usage().cpu_s for s in running.services},
+        loadgen=sum(tree_usage(p.pid).cpu_s for p in storm.procs if p.pid is not None),
+    )
+
+
+def _cpu_shares(begin: _Cpu, end: _Cpu) -> dict[str, Any]:
+    """Percent of one core each used between two moments (the machine's is of all its cores
+    together, so 200 on two busy cores): whether a storm waits or is bound by the CPU, and
+    whose."""
+    span = max(end.at - begin.at, 1e-9)
+
+    def pct(before: float, after: float) -> float:
+        return round(100.0 * (after - before) / span, 1)
+
+    return {
+        "s": round(span, 2),
+        "machine_pct": pct(begin.machine, end.machine),
+        "server_pct": pct(begin.server, end.server),
+        "services_pct": {n: pct(begin.services[n], end.services[n]) for n in end.services},
+        "loadgen_pct": pct(begin.loadgen, end.loadgen),
+    }
+
+
 def s5_storm(running: Any, timing: Any) -> dict[str, Any]:
     """S5: readers in rooms, senders posting; SIGTERM the server, start it, time the storm."""
     if timing.s5_restart == "hup" and running.workers < 2:
@@ -426,7 +466,10 @@ def s5_storm(running: Any, timing: Any) -> dict[str, Any]:
             out["stop_s"] = time.monotonic() - restart
             running.server.start(settle=False)
             out["serving_s"] = time.monotonic() - restart
+        # From the (new) server serving to the last socket caught up: the storm's own work.
+        serving = _cpu_now(running, storm)
         status, series = _poll(storm, restart, count, timing.s5_limit)
+        out["cpu_serving"] = _cpu_shares(serving, _cpu_now(running, storm))
         out["caught_up"] = status["caught_up"]
         out["stopped"] = status["stopped"]
         out["all_caught_up_s"] = status["last_ready_s"] if status["caught_up"] == count else None
