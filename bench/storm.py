@@ -459,17 +459,20 @@ def s5_storm(running: Any, timing: Any) -> dict[str, Any]:
         time.sleep(timing.s5_before)
         restart = time.monotonic()
         out["restart"] = timing.s5_restart
+        serving = None
         if timing.s5_restart == "hup":
+            # No CPU figures: the old workers' CPU leaves the server's tree as they exit.
             running.server.signal(signal.SIGHUP)  # the server never stops serving
         else:
             running.server.stop()
             out["stop_s"] = time.monotonic() - restart
             running.server.start(settle=False)
             out["serving_s"] = time.monotonic() - restart
-        # From the (new) server serving to the last socket caught up: the storm's own work.
-        serving = _cpu_now(running, storm)
+            # From the new server's first answer to the last socket caught up: the storm's work.
+            serving = _cpu_now(running, storm)
         status, series = _poll(storm, restart, count, timing.s5_limit)
-        out["cpu_serving"] = _cpu_shares(serving, _cpu_now(running, storm))
+        if serving is not None:
+            out["cpu_serving"] = _cpu_shares(serving, _cpu_now(running, storm))
         out["caught_up"] = status["caught_up"]
         out["stopped"] = status["stopped"]
         out["all_caught_up_s"] = status["last_ready_s"] if status["caught_up"] == count else None
