@@ -72,9 +72,10 @@ async def test_a_dead_connection_fails_every_waiting_caller(redis_url):
 
 
 async def test_the_workers_redis_clients_parse_replies_with_hiredis(redis_url):
-    """The channel layer, presence and rate limits share ``pool_create``: its connections parse
-    with hiredis. A presence tick reads another worker's whole hash of users, 14.6 ms of CPU at
-    2,500 users with redis-py's own parser, 0.8 ms with hiredis (docs/performance.md)."""
+    """The channel layer, presence, rate limits and the session cache make their connections
+    with ``pool_create``: they parse with hiredis. A presence tick reads another worker's whole
+    hash of users, 14.6 ms of CPU at 2,500 users with redis-py's own parser, 0.8 ms with
+    hiredis (docs/performance.md)."""
     pool = pool_create({"address": redis_url})
     connection = await pool.get_connection()
     try:
