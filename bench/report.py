@@ -30,7 +30,8 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 
 def _cpu_cell(cpu: dict[str, Any] | None) -> str:
-    """S5's CPU while serving (``storm._cpu_shares``): machine / server / services / loads."""
+    """S5's CPU while serving (``storm._cpu_shares``): machine / server / services / load
+    generator."""
     if not cpu:
         return "-"
     services = " + ".join(f"{n} {v:.0f}" for n, v in cpu["services_pct"].items()) or "none"
