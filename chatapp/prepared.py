@@ -64,11 +64,21 @@ def _model_rows(compiler: Any) -> tuple[list[str] | None, list[tuple[int, Any, A
     columns = klass_info["select_fields"]
     if columns != list(range(len(select))):
         return None, []
-    converters = compiler.get_converters([column[0] for column in select])
-    return (
-        [column[0].target.attname for column in select],
-        [(pos, convs, expression) for pos, (convs, expression) in converters.items()],
-    )
+    return [column[0].target.attname for column in select], _converters(compiler)
+
+
+def _converters(compiler: Any) -> list[tuple[int, Any, Any]]:
+    """What Django converts in each column of a read's rows (datetimes on SQLite)."""
+    converters = compiler.get_converters([column[0] for column in compiler.select])
+    return [(pos, convs, expression) for pos, (convs, expression) in converters.items()]
+
+
+def _convert(row: tuple[Any, ...], compiled: Compiled, connection: Any) -> list[Any]:
+    found = list(row)
+    for pos, convs, expression in compiled.converters:
+        for converter in convs:
+            found[pos] = converter(found[pos], expression, connection)
+    return found
 
 
 class Prepared:
@@ -101,7 +111,10 @@ class Prepared:
             str(m) in sql for m in markers.values()
         ):
             return None  # a marker was inlined or lost: not safe to reuse, build every time
-        return Compiled(queryset.model, sql, places, *_model_rows(compiler))
+        fields, converters = _model_rows(compiler)
+        if fields is None:  # a ``values_list`` read (``converted``), or models made by ``raw``
+            converters = _converters(compiler)
+        return Compiled(queryset.model, sql, places, fields, converters)
 
     def _prepared(self, values: dict[str, Any]) -> tuple[str, Compiled, list[Any]] | None:
         """``(alias, compiled, params)`` for these values; None if the read is not reusable."""
@@ -133,6 +146,18 @@ class Prepared:
             cursor.execute(compiled.sql, params)
             return [tuple(row) for row in cursor.fetchall()]
 
+    def converted(self, rows: list[tuple[Any, ...]], **values: Any) -> list[list[Any]]:
+        """Rows of this ``values_list`` read (``rows``, or a ``Read``'s in ``reads_run``) with
+        their values converted as the queryset would give them: ``rows`` leaves them as the
+        database driver returns them, which is enough for integers and strings only."""
+        values = _pks(values, self.users)
+        prepared = self._prepared(values)
+        if prepared is None:
+            return [list(row) for row in rows]  # run as the queryset: converted already
+        alias, compiled, _ = prepared
+        connection = connections[alias]
+        return [_convert(row, compiled, connection) for row in rows]
+
     def models(self, **values: Any) -> list[Model]:
         """The model instances of a read that yields them, made as ``ModelIterable`` makes
         them (its converters, ``Model.from_db``)."""
@@ -148,14 +173,10 @@ class Prepared:
         with statement_cursor(connection) as cursor:
             cursor.execute(compiled.sql, params)
             rows = cursor.fetchall()
-        found = []
-        for row in rows:
-            row = list(row)
-            for pos, convs, expression in compiled.converters:
-                for converter in convs:
-                    row[pos] = converter(row[pos], expression, connection)
-            found.append(compiled.model.from_db(alias, compiled.fields, row))
-        return found
+        return [
+            compiled.model.from_db(alias, compiled.fields, _convert(row, compiled, connection))
+            for row in rows
+        ]
 
 
 @dataclass(frozen=True, slots=True)

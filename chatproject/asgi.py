@@ -2,7 +2,12 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import ops.collector
+
+# Start-up makes only what lives as long as the process: no collections until it is done.
+ops.collector.collector_pause()
+
+from django.core.asgi import get_asgi_application  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 # Initialise Django (app registry, settings) before importing anything that imports models:
@@ -11,7 +16,6 @@ django_asgi_app = get_asgi_application()
 
 import notifications.routing  # noqa: E402
 import ops.asgi  # noqa: E402
-import ops.collector  # noqa: E402
 import ops.protocols  # noqa: E402
 import rooms.routing  # noqa: E402
 from realtime.auth import SessionAuthMiddleware  # noqa: E402

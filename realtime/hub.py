@@ -158,6 +158,14 @@ class Hub:
         groups, self._joined = [self.probe_group, *self._joined], set()
         if self.channel is None:
             return 0
+        discard_all = getattr(self.layer, "groups_discard", None)
+        if discard_all is not None:  # one batch (realtime.redis_layer)
+            try:
+                await discard_all(groups, self.channel)
+            except Exception:
+                logger.warning("could not leave the %d groups; they expire", len(groups))
+                return 0
+            return len(groups)
         left = await asyncio.gather(
             *(self.layer.group_discard(group, self.channel) for group in groups),
             return_exceptions=True,

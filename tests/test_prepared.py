@@ -19,9 +19,9 @@ from chatapp.prepared import Prepared, _plain, _plain_rows, reads_run
 from notifications.models import Delivery
 from notifications.selectors import _unread_snapshot, unread_snapshot, unread_snapshot_read
 from notifications.services import notifications_mark_read, notify
-from rooms import selectors, services
+from rooms import events, selectors, services
 from rooms.catchup import catchup
-from rooms.models import Room
+from rooms.models import Message, Room
 
 from .factories import room_make, user_create
 from .search_support import postgres_wrapper as _postgres_wrapper
@@ -451,3 +451,46 @@ def test_who_of_those_online_are_members_reads_each_room_once_not_every_pair(db)
         plan = " / ".join(row[-1] for row in cursor.fetchall())
     assert "rooms_membership" in plan
     assert "user_id=?" not in plan, plan  # the index is searched by room only
+
+
+def test_a_catch_up_reads_every_changed_message_in_its_current_state_as_the_orm_does(world):
+    alice, bob, carol = world["alice"], world["bob"], world["carol"]
+    public = world["rooms"][0]
+    services.room_join(room=public, user=carol)
+    after = Room.objects.get(pk=public.pk).last_seq
+
+    def post(author, body, **extra):
+        return services.message_post(room=public, author=author, body=body, **extra)[0]
+
+    first = post(alice, "**first**, soon edited")
+    doomed = post(bob, "to be deleted")
+    post(carol, "a reply to the first", reply_to=first, client_id="carol-1")
+    post(alice, "a reply to the deleted one", reply_to=doomed)
+    services.message_edit(message=first, user=alice, body="_edited_ first")
+    services.reaction_set(message=first, user=carol, emoji="👍", on=True)
+    services.reaction_set(message=first, user=bob, emoji="🎉", on=True)
+    services.reaction_set(message=first, user=alice, emoji="👍", on=True)
+    services.message_delete(message=doomed, user=bob)
+    room_seq = Room.objects.get(pk=public.pk).last_seq
+
+    def frames(messages):
+        return [
+            frame
+            for message in messages
+            for frame in events.catchup_frames(message, selectors.reactions_state(message))
+        ]
+
+    orm = selectors._with_state(
+        Message.objects.filter(room_id=public.pk, changed_seq__gt=after)
+    ).order_by("changed_seq")
+    messages, last, more = selectors.changes_after(room_id=public.pk, after=after, limit=50)
+    assert frames(messages) == frames(orm) and (last, more) == (room_seq, False)
+    assert [f["type"] for f in frames(messages)] == ["message"] * 3 + ["message.deleted"]
+    reacted = next(f for f in frames(messages) if f.get("id") == first.pk)
+    assert reacted["reactions"] == {"👍": [carol.username, alice.username], "🎉": [bob.username]}
+    # Read as compiled SQL, both statements in one round trip on PostgreSQL.
+    assert selectors._changes.reusable(room_id=public.pk, after=after, upto=room_seq)
+    assert selectors._changes_reactions.reusable(room_id=public.pk, after=after)
+    # Past the limit the queryset reads them, cut by the limit, as before.
+    cut, last, more = selectors.changes_after(room_id=public.pk, after=after, limit=2)
+    assert frames(cut) == frames(orm[:2]) and more and last == orm[1].changed_seq
