@@ -213,6 +213,10 @@ def reads_run(*reads: Read) -> list[Any]:
         return [read.finish(rows) for read, rows in zip(reads, found, strict=True)]
     if connection.vendor != "postgresql":
         return [read.run() for read in reads]
+    if _unwatched(connection):
+        statements = [(compiled.sql, params) for _, compiled, params in prepared]  # type: ignore[misc]
+        found = _pipelined_rows(connection, statements)
+        return [read.finish(rows) for read, rows in zip(reads, found, strict=True)]
     with contextlib.ExitStack() as stack:
         cursors = [stack.enter_context(statement_cursor(connection)) for _ in reads]
         with connection.wrap_database_errors, connection.connection.pipeline():
@@ -224,15 +228,60 @@ def reads_run(*reads: Read) -> list[Any]:
         ]
 
 
+def _unwatched(connection: Any) -> bool:
+    """Whether nothing must see each statement through Django's cursor (the query log of
+    ``DEBUG`` and of ``CaptureQueriesContext``, an ``execute_wrapper``): ``_plain_rows`` and
+    ``_pipelined_rows`` may then run them, and otherwise Django's cursor does, as before."""
+    return not connection.queries_logged and not connection.execute_wrappers
+
+
 def _plain(connection: Any) -> bool:
-    """Whether ``_plain_rows`` may run statements on ``connection``: SQLite, with nothing that
-    must see each statement through Django's cursor (the query log of ``DEBUG`` and of
-    ``CaptureQueriesContext``, an ``execute_wrapper``), which then runs them as before."""
-    return (
-        connection.vendor == "sqlite"
-        and not connection.queries_logged
-        and not connection.execute_wrappers
-    )
+    """Whether ``_plain_rows`` may run statements on ``connection``: SQLite, unwatched."""
+    return connection.vendor == "sqlite" and _unwatched(connection)
+
+
+def _checked(connection: Any) -> None:
+    """What Django's cursor checks before a statement: the connection is opened,
+    health-checked and used by its own thread only, and not in a broken transaction."""
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    connection.validate_no_broken_transaction()
+
+
+@async_unsafe
+def _pipelined_rows(connection: Any, statements: list[tuple[str, list[Any]]]) -> list[list[Any]]:
+    """The rows of each ``(sql, params)`` on PostgreSQL: one pipeline, one round trip, and
+    each distinct statement run for all its values at once (psycopg's ``executemany``, whose
+    result sets come back one by one), prepared as ``statement_cursor`` prepares it.
+
+    A reconnect storm's connects each read their room, notification count and sidebar: a
+    cursor and Django's wrapper per read, ~90 reads per batch of connects, were a fifth of a
+    worker's CPU (bench S5, docs/performance.md); here a batch costs a cursor per statement.
+    """
+    _checked(connection)
+    runs: dict[str, list[int]] = {}
+    for i, (sql, _) in enumerate(statements):
+        runs.setdefault(sql, []).append(i)
+    found: list[list[Any]] = [[] for _ in statements]
+    with connection.wrap_database_errors:
+        raw = connection.connection
+        cursors = []
+        try:
+            with raw.pipeline():
+                for sql, run in runs.items():
+                    cursor = _preparing_cursor_class()(raw)
+                    cursors.append(cursor)
+                    cursor.executemany(sql, [statements[i][1] for i in run], returning=True)
+            for cursor, run in zip(cursors, runs.values(), strict=True):
+                for n, i in enumerate(run):
+                    if n:
+                        cursor.nextset()
+                    found[i] = [tuple(row) for row in cursor.fetchall()]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+    return found
 
 
 _qmark: dict[str, str] = {}  # Django's SQL (format style) → SQLite's (qmark), as Django converts
@@ -249,10 +298,7 @@ def _plain_rows(connection: Any, statements: list[tuple[str, list[Any]]]) -> lis
     checks stand: the connection is opened, health-checked and used by its own thread only, a
     statement in a broken transaction is refused, errors come out as Django's.
     """
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    connection.validate_no_broken_transaction()
+    _checked(connection)
     with connection.wrap_database_errors:
         cursor = connection.connection.cursor()
         try:

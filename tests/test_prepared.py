@@ -226,6 +226,44 @@ def test_on_sqlite_the_reads_skip_djangos_cursor_but_keep_its_checks(world, monk
             reads_run(*reads())
 
 
+def test_unwatched_reads_of_many_connects_run_each_statement_once_for_all_its_values(world):
+    """With nothing watching statements (no query log, no ``execute_wrapper``), the reads of a
+    batch of connects answer as each alone; on PostgreSQL in one round trip, each distinct
+    statement run for all its values at once (``executemany``), prepared: a cursor and
+    Django's wrapper per read were a fifth of a worker's CPU in a reconnect storm (bench S5).
+    Django's checks stay: a broken transaction is refused."""
+    public, _, direct = world["rooms"]
+    users = [world["alice"], world["bob"], world["carol"]]
+    reads = [
+        read
+        for user in users
+        for room in (public, direct)
+        for read in (
+            selectors.room_present_read(room=room),
+            unread_snapshot_read(user_id=user.pk),
+            selectors.conversations_unread_read(user=user),
+        )
+    ]
+    alone = [read.run() for read in reads]
+    postgresql = connection.vendor == "postgresql"
+    before = prepared_statements() if postgresql else {}
+    assert not connection.queries_logged and not connection.execute_wrappers
+    with pytest.MonkeyPatch.context() as patch, round_trips() as trips:
+        patch.setattr(connection, "_prepare_cursor", None)  # no Django cursor, on either
+        assert reads_run(*reads) == alone
+    seqs = [Room.objects.get(pk=room.pk).last_seq for room in (public, direct)]
+    assert [answer[0] for answer in alone[::3]] == seqs * 3 == [4, 1] * 3
+    assert len(trips) == (1 if postgresql else 0)
+    if postgresql:
+        ran = prepared_statements()
+        sidebar = next(sql for sql in ran if "rooms_membership" in sql)
+        assert ran[sidebar] - before.get(sidebar, 0) == 6  # six connects, one statement
+    with transaction.atomic():
+        transaction.set_rollback(True)
+        with pytest.raises(TransactionManagementError):
+            reads_run(*reads)
+
+
 def _by_table(queries) -> Counter:
     """The captured queries counted by the first table each names after FROM."""
     return Counter(
