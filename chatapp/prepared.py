@@ -169,14 +169,29 @@ class Prepared:
         if compiled.fields is None:
             model = compiled.model
             return list(model._default_manager.db_manager(alias).raw(compiled.sql, params))
-        connection = connections[alias]
-        with statement_cursor(connection) as cursor:
+        with statement_cursor(connections[alias]) as cursor:
             cursor.execute(compiled.sql, params)
-            rows = cursor.fetchall()
-        return [
-            compiled.model.from_db(alias, compiled.fields, _convert(row, compiled, connection))
-            for row in rows
-        ]
+            return _made(cursor.fetchall(), alias, compiled)
+
+    def made(self, rows: list[Any], **values: Any) -> list[Model]:
+        """``models`` of the rows a ``Read`` of this read got (in ``reads_run``)."""
+        prepared = self._prepared(_pks(values, self.users))
+        if prepared is None:
+            return list(rows)  # run as the queryset: instances already
+        alias, compiled, _ = prepared
+        if compiled.fields is None:
+            return self.models(**values)  # made by ``raw``: not from these rows
+        return _made(rows, alias, compiled)
+
+
+def _made(rows: list[Any], alias: str, compiled: Compiled) -> list[Model]:
+    """Instances of ``compiled``'s model, made as ``ModelIterable`` makes them (its
+    converters, ``Model.from_db``)."""
+    connection = connections[alias]
+    return [
+        compiled.model.from_db(alias, compiled.fields, _convert(row, compiled, connection))
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True, slots=True)

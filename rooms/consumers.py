@@ -37,9 +37,12 @@ SEQ_MAX = 2**63 - 1
 HISTORY_LIMIT_MAX = 100
 
 
-@reads_sync_to_async
-def _room_get(user: Any, slug: str) -> Room | None:
-    return selectors.room_readable_on_connect(user=user, slug=slug)
+_rooms_get = reads_batched(selectors.rooms_readable_on_connect)
+
+
+async def _room_get(user: Any, slug: str) -> Room | None:
+    """``room_readable_on_connect``, with the lookups queued with it."""
+    return await _rooms_get((user, slug))
 
 
 def _message_get(room: Room, message_id: Any) -> Message:

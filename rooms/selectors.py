@@ -53,11 +53,39 @@ def room_readable_on_connect(*, user: AbstractBaseUser, slug: str) -> Room | Non
     kept = room_kept(user=user, slug=slug)
     if kept is not None:
         return kept
-    room = room_readable_get(user=user, slug=slug)  # None for an anonymous user too
+    return _room_keep(room_readable_get(user=user, slug=slug))  # None for anonymous too
+
+
+def rooms_readable_on_connect(asks: list[tuple[AbstractBaseUser, str]]) -> list[Room | None]:
+    """``room_readable_on_connect`` of each ``(user, slug)``, the rooms not kept read together
+    (``reads_run``: on PostgreSQL one round trip and one run of the statement for all). After
+    a restart every worker looks up each room of its sockets once, a query each, at the start
+    of the storm (S5, docs/performance.md)."""
+    answers = [room_kept(user=user, slug=slug) for user, slug in asks]
+    reading = [
+        i for i, (user, _) in enumerate(asks) if answers[i] is None and user.is_authenticated
+    ]
+    found = reads_run(*(_readable_read(*asks[i]) for i in reading))
+    for i, room in zip(reading, found, strict=True):
+        answers[i] = room
+    return answers
+
+
+def _readable_read(user: AbstractBaseUser, slug: str) -> Read:
+    values = {"user": user, "slug": slug}
+    return Read(
+        _readable_by_slug,
+        values,
+        lambda rows: _room_keep(next(iter(_readable_by_slug.made(rows, **values)), None)),
+    )
+
+
+def _room_keep(room: Room | None) -> Room | None:
+    """Keep ``room`` if it is public (``room_readable_on_connect``)."""
     if room is not None and room.is_public:
         if len(_public_rooms) >= PUBLIC_ROOMS_KEPT:
             _public_rooms.clear()  # bounded; the busy ones come back at their next connect
-        _public_rooms[slug] = room
+        _public_rooms[room.slug] = room
     return room
 
 

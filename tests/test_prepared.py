@@ -86,6 +86,32 @@ def test_a_room_by_slug_follows_the_access_rule_as_the_orm_does(world):
     assert selectors.room_readable_get(user=AnonymousUser(), slug=world["rooms"][0].slug) is None
 
 
+def test_the_rooms_of_connects_queued_together_are_read_together_by_the_access_rule(world):
+    """``rooms_readable_on_connect``: each answer as ``room_readable_get`` gives it, the rooms
+    not kept read in one round trip on PostgreSQL, and the public ones kept from then on."""
+    public, secret, direct = world["rooms"]
+    users = [world["alice"], world["bob"], world["carol"], AnonymousUser()]
+    asks = [
+        (user, slug)
+        for user in users
+        for slug in (public.slug, secret.slug, direct.slug, "no-such-room")
+    ]
+    expected = [selectors.room_readable_get(user=user, slug=slug) for user, slug in asks]
+    assert sum(room is not None for room in expected) == 3 + 1 + 2  # alice, bob, carol
+    selectors.rooms_forget()
+    with round_trips() as trips:
+        found = selectors.rooms_readable_on_connect(asks)
+    assert found == expected
+    assert [(r.kind, r.name, r.created, r.last_seq) for r in found if r is not None] == [
+        (r.kind, r.name, r.created, r.last_seq) for r in expected if r is not None
+    ]
+    assert len(trips) == (1 if connection.vendor == "postgresql" else 0)
+    assert set(selectors._public_rooms) == {public.slug}
+    with CaptureQueriesContext(connection) as queries:
+        assert selectors.rooms_readable_on_connect([(users[1], public.slug)]) == [public]
+    assert len(queries) == 0  # kept
+
+
 def test_the_sidebar_counts_are_the_orms_for_every_user(world):
     for name in ("alice", "bob", "carol"):
         user = world[name]
