@@ -14,11 +14,12 @@ the process), and a young collection waits for ``YOUNG`` new container objects, 
 of a connect's or a message's objects are freed by reference counting, never promoted.
 
 Start-up itself runs without the collector (``collector_pause``, first thing in
-chatproject/asgi.py). Every object it makes is kept for good anyway, so its full collections
-found nothing but ~300 objects of garbage (frozen with the rest now, a few KB) and cost a
-restarted worker ~70 ms of its ~450 ms import, and 0.15-0.2 s of its ~1.2 s in a reconnect
-storm, where the clients' retries share the CPU: all of it in the window in which a restart
-refuses connects (bench S5, docs/performance.md).
+chatproject/asgi.py): nearly all it makes is kept for good, and its collections on the way
+cost a restarted worker 45-75 ms of its import in a reconnect storm, where the clients'
+retries share the CPU, all of it in the window in which a restart refuses connects (bench S5,
+docs/performance.md). One full collection at the end frees its garbage (without it, ~55,000
+objects would be frozen for good) and leaves the collector counting start-up's objects as
+long-lived, so that later full collections wait for a quarter as many to be promoted.
 """
 
 import gc
@@ -33,6 +34,7 @@ def collector_pause() -> None:
 
 def collector_tune() -> None:
     """Freeze what exists now and make young collections rarer (call once, after start-up)."""
+    gc.collect()  # start-up's own garbage, not frozen with the rest
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG, middle, old)

@@ -1,7 +1,8 @@
 """A process that serves the application (it imports chatproject/asgi.py) hides what start-up
 made from the cycle collector and collects young objects less often (ops.collector), and still
-collects the cycles it makes afterwards; under uvicorn, a WebSocket's HTTP protocol makes none,
-and its handshake is let go once answered (ops.protocols)."""
+collects the cycles it makes afterwards (the collector, paused for start-up, runs again); under
+uvicorn, a WebSocket's HTTP protocol makes none, and its handshake is let go once answered
+(ops.protocols)."""
 
 import subprocess
 import sys
@@ -21,7 +22,7 @@ class Node:
 a, b = Node(), Node()
 a.other, b.other = b, a  # a cycle made while serving
 del a, b
-print(frozen, young, gc.collect())
+print(frozen, young, gc.collect(), int(gc.isenabled()))
 """
 
 
@@ -40,10 +41,11 @@ def _printed(script: str) -> list[str]:
 
 
 def test_a_serving_process_freezes_start_up_and_still_collects_new_cycles():
-    frozen, young, collected = map(int, _printed(PROBE))
+    frozen, young, collected, enabled = map(int, _printed(PROBE))
     assert frozen > 50_000  # Django, the apps and their modules
     assert young == YOUNG
     assert collected >= 2
+    assert enabled  # paused for start-up only (collector_pause)
 
 
 UPGRADES = """
