@@ -41,7 +41,7 @@ _rooms_get = reads_batched(selectors.rooms_readable_on_connect)
 
 
 async def _room_get(user: Any, slug: str) -> Room | None:
-    """``room_readable_on_connect``, with the lookups queued with it."""
+    """``rooms_readable_on_connect`` of this connect, with those queued with it."""
     return await _rooms_get((user, slug))
 
 

@@ -39,8 +39,9 @@ def room_readable_get(*, user: AbstractBaseUser, slug: str) -> Room | None:
     return next(iter(_readable_by_slug.models(user=user, slug=slug)), None)
 
 
-def room_readable_on_connect(*, user: AbstractBaseUser, slug: str) -> Room | None:
-    """``room_readable_get`` for a socket's connect, which needs only the room's identity.
+def rooms_readable_on_connect(asks: list[tuple[AbstractBaseUser, str]]) -> list[Room | None]:
+    """``room_readable_get`` of each ``(user, slug)`` for a socket's connect, which needs only
+    the room's identity; the connects queued together ask together (``reads_batched``).
 
     A public room, once found, is kept per process by slug: readable by every logged-in user,
     it needs no query to decide, and its identity (``pk``, ``slug``, ``kind``) never changes,
@@ -48,19 +49,12 @@ def room_readable_on_connect(*, user: AbstractBaseUser, slug: str) -> Room | Non
     instance. Its other fields may be stale: the connect reads nothing else from it, and
     checks in its next database call that the room is still there under that slug
     (``room_present``, which forgets it if not), so a room deleted meanwhile on any worker
-    costs that socket one retry.
+    costs that socket one retry. The rooms not kept are read together (``reads_run``: on
+    PostgreSQL one round trip and one run of the statement for all): after a restart every
+    worker looks up each room of its sockets once, at the start of the storm (S5,
+    docs/performance.md). None for an unknown room, one the user may not read, and an
+    anonymous user.
     """
-    kept = room_kept(user=user, slug=slug)
-    if kept is not None:
-        return kept
-    return _room_keep(room_readable_get(user=user, slug=slug))  # None for anonymous too
-
-
-def rooms_readable_on_connect(asks: list[tuple[AbstractBaseUser, str]]) -> list[Room | None]:
-    """``room_readable_on_connect`` of each ``(user, slug)``, the rooms not kept read together
-    (``reads_run``: on PostgreSQL one round trip and one run of the statement for all). After
-    a restart every worker looks up each room of its sockets once, a query each, at the start
-    of the storm (S5, docs/performance.md)."""
     answers = [room_kept(user=user, slug=slug) for user, slug in asks]
     reading = [
         i for i, (user, _) in enumerate(asks) if answers[i] is None and user.is_authenticated
@@ -81,7 +75,7 @@ def _readable_read(user: AbstractBaseUser, slug: str) -> Read:
 
 
 def _room_keep(room: Room | None) -> Room | None:
-    """Keep ``room`` if it is public (``room_readable_on_connect``)."""
+    """Keep ``room`` if it is public (``rooms_readable_on_connect``)."""
     if room is not None and room.is_public:
         if len(_public_rooms) >= PUBLIC_ROOMS_KEPT:
             _public_rooms.clear()  # bounded; the busy ones come back at their next connect
@@ -90,7 +84,7 @@ def _room_keep(room: Room | None) -> Room | None:
 
 
 def room_kept(*, user: AbstractBaseUser, slug: str) -> Room | None:
-    """The public room ``slug`` if this process keeps it (``room_readable_on_connect``), else
+    """The public room ``slug`` if this process keeps it (``rooms_readable_on_connect``), else
     None. No query: a connect asks on the event loop first and goes to the database thread
     only for a room not kept."""
     return _public_rooms.get(slug) if user.is_authenticated else None
@@ -98,7 +92,7 @@ def room_kept(*, user: AbstractBaseUser, slug: str) -> Room | None:
 
 def room_present(*, room: Room) -> tuple[int, Any] | None:
     """The room's version ``(last_seq, created)`` if ``room`` is still there under its slug
-    (``room_readable_on_connect`` keeps rooms that another worker may have deleted since);
+    (``rooms_readable_on_connect`` keeps rooms that another worker may have deleted since);
     None, and forgotten, if not. The version serves a catch-up read next (``rooms.catchup``)."""
     return room_present_read(room=room).run()
 
@@ -275,8 +269,9 @@ def _changed_between(room_id: int, after: int, upto: int) -> list[Message]:
     The queryset with its joins and prefetch took ~3.3 ms of a worker's CPU per catch-up that
     missed ``rooms.catchup``'s cache, most of it Django building and compiling the two queries
     and their model trees: 12 % of a worker's CPU in a production reconnect storm (S5,
-    docs/performance.md). The reactions are those of every message changed after ``after``,
-    as the prefetch reads them after the messages: a later change's reactions are dropped.
+    docs/performance.md). The reactions are read after the messages, as the prefetch reads
+    them, for every message changed after ``after`` with no upper bound (a message may change
+    again in between); those of messages not among the rows are not used.
     """
     values = {"room_id": room_id, "after": after, "upto": upto}
     rows, reactions = reads_run(

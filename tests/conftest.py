@@ -23,7 +23,7 @@ from .support.server import live_server, signup
 @pytest.fixture(autouse=True)
 def _kept_rooms_forgotten():
     """Each test's database starts empty, but the process would still keep the public rooms
-    of earlier tests by slug (rooms.selectors.room_readable_on_connect), and their rooms'
+    of earlier tests by slug (rooms.selectors.rooms_readable_on_connect), and their rooms'
     catch-ups (rooms.catchup): forget them."""
     from rooms.catchup import catchups_forget
     from rooms.selectors import rooms_forget

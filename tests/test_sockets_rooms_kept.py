@@ -1,4 +1,4 @@
-"""A worker keeps the public rooms its sockets connect to (``room_readable_on_connect``): one
+"""A worker keeps the public rooms its sockets connect to (``rooms_readable_on_connect``): one
 instance per room, no room lookup per reconnect, and a room deleted elsewhere is noticed."""
 
 import pytest
