@@ -2,7 +2,11 @@
 
 import os
 
-import ops.collector
+import ops.listen
+
+ops.listen.listen_early()
+
+import ops.collector  # noqa: E402
 
 # Start-up makes only what lives as long as the process: no collections until it is done.
 ops.collector.collector_pause()
