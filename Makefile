@@ -30,6 +30,9 @@ serve: install
 	       "the in-memory channel layer cannot cross processes. Or use WORKERS=1." >&2; exit 2; fi
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
+	@# Bytecode once per release: a worker that cannot write __pycache__ (a service user, or
+	@# PYTHONDONTWRITEBYTECODE as in many containers) would compile every module at each start.
+	$(PY) -m compileall -q -x '/(\.venv|node_modules|\.git|tests)/' .
 	$(VENV)/bin/uvicorn chatproject.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) \
 	  --ws-per-message-deflate false --ws-max-size $(WS_MAX_SIZE)
 
