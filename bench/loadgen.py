@@ -114,6 +114,7 @@ class _Worker:
                     ping_interval=None,
                     close_timeout=1,
                     user_agent_header=None,
+                    proxy=None,  # loopback only: not the environment's proxies per connect
                 )
             except InvalidStatus as exc:
                 return f"http {exc.response.status_code}"

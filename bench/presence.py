@@ -67,7 +67,9 @@ async def _churn(url: str, origin: str, cookies: list[str], seconds: float) -> d
     presence_at: list[float] = []
 
     async def listen() -> None:
-        async with connect(url, origin=origin, additional_headers=[("Cookie", cookies[0])]) as ws:
+        async with connect(
+            url, origin=origin, additional_headers=[("Cookie", cookies[0])], proxy=None
+        ) as ws:
             async for raw in ws:
                 if orjson.loads(raw).get("type") == "presence":
                     presence_at.append(time.monotonic())
@@ -76,7 +78,11 @@ async def _churn(url: str, origin: str, cookies: list[str], seconds: float) -> d
         nonlocal opened, failed
         try:
             async with connect(
-                url, origin=origin, additional_headers=[("Cookie", cookie)], open_timeout=10
+                url,
+                origin=origin,
+                additional_headers=[("Cookie", cookie)],
+                open_timeout=10,
+                proxy=None,
             ):
                 opened += 1
                 await asyncio.sleep(LIFETIME)

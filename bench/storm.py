@@ -101,6 +101,7 @@ class _Process:
                     ping_interval=None,
                     close_timeout=1,
                     user_agent_header=None,
+                    proxy=None,  # loopback only: not the environment's proxies per connect
                 )
             except InvalidStatus as exc:
                 self.failures[f"http {exc.response.status_code}"] += 1
