@@ -5,15 +5,14 @@ every browser reconnecting to a restarting node was refused and backed off once 
 
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from ops.listen import listen_early
 
-from .support.server import ROOT, free_port, manage
-from .support.services import node_env, redis_server
+from .support.server import free_port, manage
+from .support.services import Node, node_env, redis_server
 
 
 def _first_connect(port: int, process: subprocess.Popen, timeout: float = 60) -> socket.socket:
@@ -32,24 +31,18 @@ def test_a_starting_node_queues_connects_while_its_workers_load_the_application(
     with redis_server() as redis, tempfile.TemporaryDirectory(prefix="chat-listen-") as tmp:
         env = node_env(redis_url=redis.url, SQLITE_PATH=str(Path(tmp) / "db.sqlite3"))
         manage(env, "migrate", "--noinput")
-        port, log_path = free_port(), Path(tmp) / "node.log"
-        command = [sys.executable, "-m", "uvicorn", "chatproject.asgi:application"]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+        node = Node(free_port(), env, Path(tmp) / "node.log", workers=2)
+        node.launch()  # Node.start would wait for the port, taking its first connect
         try:
-            with _first_connect(port, process) as conn:
+            with _first_connect(node.port, node.process) as conn:
                 # uvicorn logs this line once a worker has loaded the application: none had.
-                assert "Started server process" not in log_path.read_text()
+                assert "Started server process" not in node.log()
                 conn.sendall(b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 # ... and the connection made before is answered once one has.
                 assert conn.recv(64).startswith(b"HTTP/1.1 200 ")
-            assert "Started server process" in log_path.read_text()
+            assert "Started server process" in node.log()
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            node.stop()
 
 
 def test_outside_uvicorns_supervisor_no_socket_is_touched():

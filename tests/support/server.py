@@ -107,6 +107,11 @@ class LiveServer:
 
     def start(self) -> None:
         """Start uvicorn and wait until it listens."""
+        self.launch()
+        wait_for_port(self.port, process=self.process)
+
+    def launch(self) -> None:
+        """Start uvicorn without waiting for anything."""
         command = [sys.executable, "-m", "uvicorn", "chatproject.asgi:application"]
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--workers", str(self.workers), *self.args]
@@ -114,7 +119,6 @@ class LiveServer:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
-        wait_for_port(self.port, process=self.process)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
