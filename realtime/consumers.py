@@ -377,8 +377,12 @@ class HubConsumer(AsyncWebsocketConsumer):
         raise ClientError("rate_limited", "You are sending too fast; this frame was not acted on.")
 
     async def rate_charge(self, kind: str, cost: int) -> None:
-        """Charge the user's ``kind`` budget for work already done (the frames of a catch-up)."""
-        await get_limits().take(self.user.pk, kind, cost, force=True)
+        """Charge the user's ``kind`` budget for work already done (the frames of a catch-up).
+
+        Nothing to charge, nothing sent: a budget refills at a steady rate up to its cap, so a
+        charge of 0 would leave it as it is (most reconnects missed nothing, S5)."""
+        if cost > 0:
+            await get_limits().take(self.user.pk, kind, cost, force=True)
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         """Send one frame to this socket now."""

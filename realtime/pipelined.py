@@ -53,3 +53,49 @@ class Pipelined:
                     future.set_exception(error)
                 else:
                     future.set_result(own)
+
+
+class Coalesced:
+    """Calls made in the same moment that one command list answers for all of them.
+
+    ``ask(key, item)`` waits for ``commands(key, items)``: the items asked for with the same key
+    while the loop ran one step, sent once through ``pipelined()`` (so in one pipeline with the
+    moment's other commands). Every caller gets the replies, or the error. For a read that many
+    sockets make at once (the same key read again before it went out: one read answers all of
+    them, each asked before it was sent) and for writes of one shape over many keys (group joins:
+    one script over all the keys instead of two commands per key).
+    """
+
+    def __init__(
+        self,
+        pipelined: Callable[[], Pipelined],
+        commands: Callable[[Any, list[Any]], list[tuple[Any, ...]]],
+    ) -> None:
+        self.pipelined = pipelined
+        self.commands = commands
+        self.waiting: dict[Any, tuple[list[Any], asyncio.Future[list[Any]]]] = {}
+        self.senders: set[asyncio.Task[None]] = set()  # held until done (the loop's are weak)
+
+    async def ask(self, key: Any, item: Any = None) -> list[Any]:
+        entry = self.waiting.get(key)
+        if entry is None:
+            future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+            # Retrieved here too, so that an error every caller stopped waiting for is no
+            # "never retrieved" warning.
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            entry = self.waiting[key] = ([], future)
+            sender = asyncio.ensure_future(self._send(key))
+            self.senders.add(sender)
+            sender.add_done_callback(self.senders.discard)
+        entry[0].append(item)
+        # Shielded: a caller that is cancelled must not cancel the others' reply.
+        return await asyncio.shield(entry[1])
+
+    async def _send(self, key: Any) -> None:
+        items, future = self.waiting.pop(key)
+        try:
+            replies = await self.pipelined().execute(*self.commands(key, items))
+        except Exception as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(replies)

@@ -23,7 +23,7 @@ from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import ResponseError
 
 from .loops import per_loop
-from .pipelined import Pipelined
+from .pipelined import Coalesced, Pipelined
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +101,24 @@ for i = 7, #ARGV, 4 do
 end
 return {written, over}
 """
+# Joins of one channel to many groups in one call. KEYS: the groups' keys. ARGV: now, the group
+# expiry, the channel. For each group what the stock ``group_add`` sends: ZADD, then EXPIRE.
+_GROUPS_ADD_LUA = """
+for _, key in ipairs(KEYS) do
+    redis.call('ZADD', key, ARGV[1], ARGV[3])
+    redis.call('EXPIRE', key, ARGV[2])
+end
+return #KEYS
+"""
+# Keys per join script: a worker's periodic rejoin of thousands of groups is cut into calls of
+# this many, so that no one call holds Redis for long.
+GROUPS_ADD_CHUNK = 500
 # How a message packed with an empty "__asgi_channel__" list last ends: the key, then 0x90.
 _CHANNELS_LAST = msgpack.packb({"__asgi_channel__": []})[1:]
+
+
+def _get_command(key: str, _: list[Any]) -> list[tuple[Any, ...]]:
+    return [("GET", key)]
 
 
 class RedisChannelLayer(CoreRedisChannelLayer):
@@ -137,6 +153,12 @@ class RedisChannelLayer(CoreRedisChannelLayer):
         # session-check counter twice per socket), and on shutdown leaves them all, at two
         # round trips (ZADD, EXPIRE) and one (ZREM) each (S5, docs/performance.md).
         self._pipelined = per_loop(lambda: Pipelined(lambda: self.connection(0)))
+        # The joins of one moment, one script call (per channel) instead of two commands each;
+        # and the counter reads of one moment, one GET per counter: a reconnect storm's sockets
+        # each join their user's group and read the session-check counter twice (S5,
+        # docs/performance.md).
+        self._joins = per_loop(lambda: Coalesced(self._pipelined, self._groups_add_commands))
+        self._counter_reads = per_loop(lambda: Coalesced(self._pipelined, _get_command))
         # Whether the server has BZMPOP (Redis 7.0); found out on first use.
         self._bzmpop = True
         self._send_script: Any = None  # the batch send's script (EVALSHA, loaded on first use)
@@ -156,10 +178,18 @@ class RedisChannelLayer(CoreRedisChannelLayer):
             return await super().group_add(group, channel)
         assert self.require_valid_group_name(group), "Group name not valid"
         assert self.require_valid_channel_name(channel), "Channel name not valid"
-        key = self._group_key(group)
-        await self._pipelined().execute(
-            ("ZADD", key, time.time(), channel), ("EXPIRE", key, self.group_expiry)
-        )
+        await self._joins().ask(channel, self._group_key(group))
+
+    def _groups_add_commands(self, channel: str, keys: list[str]) -> list[tuple[Any, ...]]:
+        """The join script's calls that add ``channel`` to the groups of ``keys``."""
+        keys = list(dict.fromkeys(keys))
+        now = time.time()
+        return [
+            ("EVAL", _GROUPS_ADD_LUA, len(chunk), *chunk, now, self.group_expiry, channel)
+            for chunk in (
+                keys[i : i + GROUPS_ADD_CHUNK] for i in range(0, len(keys), GROUPS_ADD_CHUNK)
+            )
+        ]
 
     async def group_discard(self, group: str, channel: str) -> None:
         if not self.batches:
@@ -196,7 +226,7 @@ class RedisChannelLayer(CoreRedisChannelLayer):
     async def counter_get(self, name: str) -> bytes | None:
         """The counter's value: it differs from an earlier read if it moved in between."""
         key = self._counter_key(name)
-        value = (await self._pipelined().execute(("GET", key)))[0]
+        value = (await self._counter_reads().ask(key))[0]
         if value is None:
             value = (await self._pipelined().execute(self._counter_start(key), ("GET", key)))[1]
         return value

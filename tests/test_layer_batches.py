@@ -5,6 +5,7 @@ gets each event once, in the order sent, and the stock calls still read what a b
 """
 
 import asyncio
+import time
 
 import pytest
 
@@ -175,4 +176,40 @@ async def test_the_reader_waits_on_an_empty_queue_and_wakes_with_what_came(redis
     got += await _read_all(layer, channel, 2 - len(got)) if len(got) < 2 else []
     assert [m["seq"] for m in got] == [0, 1]
     assert layer._bzmpop is True
+    await layer.flush()
+
+
+async def test_joins_made_at_once_are_one_script_call_per_chunk_as_the_stock_join_leaves_them(
+    redis_url,
+):
+    """A reconnect storm's joins (and a hub's periodic rejoin of all its groups) go out as a
+    script over many groups, not ZADD and EXPIRE each: the groups end as the stock
+    ``group_add`` leaves them (a member scored by the time it joined, the group's expiry), so
+    the stock ``group_send`` reaches them."""
+    from realtime.redis_layer import GROUPS_ADD_CHUNK
+
+    layer = _layer(redis_url)
+    channel = await layer.new_channel("hub.")
+    pipelined = layer._pipelined()
+    sent: list[tuple] = []
+    execute = pipelined.execute
+
+    async def recorded(*commands):
+        sent.extend(commands)
+        return await execute(*commands)
+
+    pipelined.execute = recorded
+    groups = [f"chunked-{i}" for i in range(GROUPS_ADD_CHUNK * 2 + 7)]
+    before = time.time()
+    await asyncio.gather(*(layer.group_add(group, channel) for group in [*groups, groups[0]]))
+    assert [command[0] for command in sent] == ["EVAL"] * 3
+    assert sum(command[2] for command in sent) == len(groups)  # each group once
+    redis = layer.connection(0)
+    for group in (groups[0], groups[GROUPS_ADD_CHUNK], groups[-1]):
+        key = layer._group_key(group)
+        assert before - 1 < await redis.zscore(key, channel) < time.time() + 1
+        assert 0 < await redis.ttl(key) <= layer.group_expiry
+    stock = RedisChannelLayer(hosts=[{"address": redis_url}], prefix="batch-test")
+    await stock.group_send(groups[-1], {"type": "hub.frame", "seq": 1})
+    assert await _read_all(layer, channel, 1) == [{"type": "hub.frame", "seq": 1}]
     await layer.flush()

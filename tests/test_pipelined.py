@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from realtime.layers import pool_create
-from realtime.pipelined import Pipelined
+from realtime.pipelined import Coalesced, Pipelined
 
 from .support.services import redis_server
 
@@ -88,3 +88,81 @@ async def test_the_workers_redis_clients_parse_replies_with_hiredis(redis_url):
     finally:
         await pool.release(connection)
         await pool.disconnect()
+
+
+def _counting_pipelined(redis):
+    """A ``Pipelined`` that records every command it sends."""
+    pipelined = Pipelined(lambda: redis)
+    sent: list[tuple] = []
+    execute = pipelined.execute
+
+    async def recorded(*commands):
+        sent.extend(commands)
+        return await execute(*commands)
+
+    pipelined.execute = recorded
+    return pipelined, sent
+
+
+async def test_a_read_asked_for_again_before_it_went_out_is_sent_once(redis_url):
+    redis = Redis.from_url(redis_url)
+    pipelined, sent = _counting_pipelined(redis)
+    reads = Coalesced(lambda: pipelined, lambda key, _: [("GET", key)])
+    await redis.set("p:mark", 7)
+    replies = await asyncio.gather(*(reads.ask("p:mark") for _ in range(50)))
+    assert replies == [[b"7"]] * 50
+    assert sent == [("GET", "p:mark")]
+    # A read asked for after that one went out is sent again, and sees what changed since.
+    await redis.incr("p:mark")
+    assert await reads.ask("p:mark") == [b"8"]
+    assert sent == [("GET", "p:mark")] * 2
+    await redis.aclose()
+
+
+async def test_a_read_asked_for_while_another_is_under_way_waits_for_its_own(redis_url):
+    """A caller must see a value read after it asked: one asked while the moment's read is
+    already out gets the next one, which sees a write made in between."""
+    redis = Redis.from_url(redis_url)
+    pipelined, sent = _counting_pipelined(redis)
+    reads = Coalesced(lambda: pipelined, lambda key, _: [("GET", key)])
+    await redis.set("p:late", 1)
+    first = asyncio.ensure_future(reads.ask("p:late"))
+    while not sent:  # until the first read has left for the pipeline
+        await asyncio.sleep(0)
+    await redis.incr("p:late")
+    second = await reads.ask("p:late")
+    assert second == [b"2"]  # not the first read's reply, which may predate the write
+    assert await first in ([b"1"], [b"2"])
+    assert len(sent) == 2
+    await redis.aclose()
+
+
+async def test_a_cancelled_caller_leaves_the_others_their_reply(redis_url):
+    redis = Redis.from_url(redis_url)
+    pipelined, _ = _counting_pipelined(redis)
+    reads = Coalesced(lambda: pipelined, lambda key, _: [("GET", key)])
+    await redis.set("p:c", "x")
+    gone = asyncio.ensure_future(reads.ask("p:c"))
+    kept = asyncio.ensure_future(reads.ask("p:c"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    assert await kept == [b"x"]
+    assert gone.cancelled()
+    await redis.aclose()
+
+
+async def test_items_asked_for_together_become_one_command_and_an_error_reaches_each(redis_url):
+    redis = Redis.from_url(redis_url)
+    pipelined, sent = _counting_pipelined(redis)
+    adds = Coalesced(lambda: pipelined, lambda key, items: [("SADD", key, *items)])
+    replies = await asyncio.gather(*(adds.ask("p:set", f"m{i}") for i in range(20)))
+    assert replies == [[20]] * 20
+    assert sent == [("SADD", "p:set", *(f"m{i}" for i in range(20)))]
+    assert len(await redis.smembers("p:set")) == 20
+    await redis.set("p:text", "x")
+    wrong = Coalesced(lambda: pipelined, lambda key, items: [("SADD", key, *items)])
+    results = await asyncio.gather(
+        *(wrong.ask("p:text", i) for i in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(result, ResponseError) for result in results)
+    await redis.aclose()
