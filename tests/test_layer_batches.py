@@ -11,6 +11,7 @@ import pytest
 
 from realtime.layers import RedisChannelLayer
 
+from .support.redis_commands import commands_recorded
 from .support.services import redis_server
 
 
@@ -190,15 +191,7 @@ async def test_joins_made_at_once_are_one_script_call_per_chunk_as_the_stock_joi
 
     layer = _layer(redis_url)
     channel = await layer.new_channel("hub.")
-    pipelined = layer._pipelined()
-    sent: list[tuple] = []
-    execute = pipelined.execute
-
-    async def recorded(*commands):
-        sent.extend(commands)
-        return await execute(*commands)
-
-    pipelined.execute = recorded
+    sent = commands_recorded(layer._pipelined())
     groups = [f"chunked-{i}" for i in range(GROUPS_ADD_CHUNK * 2 + 7)]
     before = time.time()
     await asyncio.gather(*(layer.group_add(group, channel) for group in [*groups, groups[0]]))

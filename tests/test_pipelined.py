@@ -11,6 +11,7 @@ from redis.exceptions import ResponseError
 from realtime.layers import pool_create
 from realtime.pipelined import Coalesced, Pipelined
 
+from .support.redis_commands import commands_recorded
 from .support.services import redis_server
 
 pytestmark = pytest.mark.asyncio
@@ -91,17 +92,9 @@ async def test_the_workers_redis_clients_parse_replies_with_hiredis(redis_url):
 
 
 def _counting_pipelined(redis):
-    """A ``Pipelined`` that records every command it sends."""
+    """A ``Pipelined`` and the list of every command it sends."""
     pipelined = Pipelined(lambda: redis)
-    sent: list[tuple] = []
-    execute = pipelined.execute
-
-    async def recorded(*commands):
-        sent.extend(commands)
-        return await execute(*commands)
-
-    pipelined.execute = recorded
-    return pipelined, sent
+    return pipelined, commands_recorded(pipelined)
 
 
 async def test_a_read_asked_for_again_before_it_went_out_is_sent_once(redis_url):
@@ -127,8 +120,11 @@ async def test_a_read_asked_for_while_another_is_under_way_waits_for_its_own(red
     reads = Coalesced(lambda: pipelined, lambda key, _: [("GET", key)])
     await redis.set("p:late", 1)
     first = asyncio.ensure_future(reads.ask("p:late"))
-    while not sent:  # until the first read has left for the pipeline
+    for _ in range(100):  # until the first read has left for the pipeline
+        if sent:
+            break
         await asyncio.sleep(0)
+    assert sent == [("GET", "p:late")]
     await redis.incr("p:late")
     second = await reads.ask("p:late")
     assert second == [b"2"]  # not the first read's reply, which may predate the write
