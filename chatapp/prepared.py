@@ -267,12 +267,16 @@ def _checked(connection: Any) -> None:
 @async_unsafe
 def _pipelined_rows(connection: Any, statements: list[tuple[str, list[Any]]]) -> list[list[Any]]:
     """The rows of each ``(sql, params)`` on PostgreSQL: one pipeline, one round trip, and
-    each distinct statement run for all its values at once (psycopg's ``executemany``, whose
-    result sets come back one by one), prepared as ``statement_cursor`` prepares it.
+    each distinct statement run for all its values at once, prepared as ``statement_cursor``
+    prepares it: as one statement over arrays of them (``_lateral``), or else by psycopg's
+    ``executemany``, whose result sets come back one by one.
 
     A reconnect storm's connects each read their room, notification count and sidebar: a
     cursor and Django's wrapper per read, ~90 reads per batch of connects, were a fifth of a
     worker's CPU (bench S5, docs/performance.md); here a batch costs a cursor per statement.
+    ``executemany`` still sent, and psycopg still handled in Python, a statement per read:
+    one statement per kind of read takes a batch of 30 connects' reads from 91 to 31 µs of
+    the worker's CPU per connect, and from 108 to 43 µs of time (docs/performance.md).
     """
     _checked(connection)
     runs: dict[str, list[int]] = {}
@@ -281,22 +285,67 @@ def _pipelined_rows(connection: Any, statements: list[tuple[str, list[Any]]]) ->
     found: list[list[Any]] = [[] for _ in statements]
     with connection.wrap_database_errors:
         raw = connection.connection
-        cursors = []
+        cursors: list[tuple[Any, list[int], bool]] = []
         try:
             with raw.pipeline():
                 for sql, run in runs.items():
                     cursor = _preparing_cursor_class()(raw)
-                    cursors.append(cursor)
-                    cursor.executemany(sql, [statements[i][1] for i in run], returning=True)
-            for cursor, run in zip(cursors, runs.values(), strict=True):
+                    values = [statements[i][1] for i in run]
+                    together = _lateral(sql, values) if len(run) > 1 else None
+                    cursors.append((cursor, run, together is not None))
+                    if together is not None:
+                        cursor.execute(*together)
+                    else:
+                        cursor.executemany(sql, values, returning=True)
+            for cursor, run, together in cursors:
+                if together:  # each row after the number of its values (from 1)
+                    for row in cursor.fetchall():
+                        found[run[row[0] - 1]].append(tuple(row[1:]))
+                    continue
                 for n, i in enumerate(run):
                     if n:
                         cursor.nextset()
                     found[i] = [tuple(row) for row in cursor.fetchall()]
         finally:
-            for cursor in cursors:
+            for cursor, _, _ in cursors:
                 cursor.close()
     return found
+
+
+def _lateral(sql: str, runs: list[list[Any]]) -> tuple[str, list[Any]] | None:
+    """One statement that runs ``sql`` once for each parameter list of ``runs`` on PostgreSQL:
+    the lists as columns of arrays, unnested ``WITH ORDINALITY`` and joined ``LATERAL`` to the
+    statement, each of whose rows comes back after the number of its list. None when a
+    position's values are not all integers or all strings (its array's type), or the SQL holds
+    a ``%%`` (a literal percent sign, which the placeholders cannot be told from).
+
+    Each read's rows come back in its own order: PostgreSQL does not merge a subquery that
+    sorts (or limits, or groups) into the outer query, and joins one that refers to the outer
+    row (``LATERAL``) in a nested loop, the numbered rows outside, so a read's rows come
+    together as the read gives them; a read without an order has none here either."""
+    if "%%" in sql or not runs[0]:
+        return None
+    columns: list[tuple[str, list[Any]]] = []
+    for values in zip(*runs, strict=True):
+        if all(type(v) is not bool and isinstance(v, int) for v in values):
+            columns.append(("int8[]", [int(v) for v in values]))
+        elif all(isinstance(v, str) for v in values):
+            columns.append(("text[]", [str.__str__(v) for v in values]))
+        else:
+            return None
+    parts = sql.split("%s")
+    if len(parts) != len(columns) + 1:
+        return None
+    names = [f"_p{k}" for k in range(len(columns))]
+    inner = parts[0] + "".join(
+        f"_v.{name}{part}" for name, part in zip(names, parts[1:], strict=True)
+    )
+    arrays = ", ".join(f"%s::{kind}" for kind, _ in columns)
+    statement = (
+        f"SELECT _v._n, _q.* FROM unnest({arrays}) WITH ORDINALITY AS _v({', '.join(names)}, _n)"
+        f" CROSS JOIN LATERAL ({inner}) AS _q"
+    )
+    return statement, [values for _, values in columns]
 
 
 _qmark: dict[str, str] = {}  # Django's SQL (format style) → SQLite's (qmark), as Django converts
