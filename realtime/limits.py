@@ -17,7 +17,7 @@ import uuid
 from django.conf import settings
 
 from .loops import per_loop
-from .pipelined import Pipelined
+from .pipelined import Pipelined, zrem_pairs
 from .stopping import stopping
 
 logger = logging.getLogger(__name__)
@@ -213,10 +213,7 @@ class RedisLimits:
         counted, self.local_sockets = self.local_sockets, {}
         if counted:
             await self.pipelined.execute(
-                *(
-                    ("ZREM", self._sockets_key(user_id), member)
-                    for member, user_id in counted.items()
-                )
+                *zrem_pairs([(self._sockets_key(u), member) for member, u in counted.items()])
             )
         return len(counted)
 

@@ -99,3 +99,25 @@ class Coalesced:
             future.set_exception(exc)
         else:
             future.set_result(replies)
+
+
+# Many (key, member) removals in one call: KEYS the keys, ARGV the member of each.
+_ZREM_PAIRS_LUA = """
+for i, key in ipairs(KEYS) do
+    redis.call('ZREM', key, ARGV[i])
+end
+return #KEYS
+"""
+# Pairs per call: a stopping worker's thousands are cut into calls of this many, so that no
+# one call holds Redis for long.
+PAIRS_CHUNK = 500
+
+
+def zrem_pairs(pairs: list[tuple[str, str]]) -> list[tuple[Any, ...]]:
+    """Commands that remove each ``(key, member)``: one script call per ``PAIRS_CHUNK`` pairs
+    instead of a ZREM each, whose packing and reply cost redis-py ~15 µs apiece (a stopping
+    worker's 2,500 sockets leave ~3,000 groups and uncount 2,500 sockets, S5)."""
+    return [
+        ("EVAL", _ZREM_PAIRS_LUA, len(chunk), *(k for k, _ in chunk), *(m for _, m in chunk))
+        for chunk in (pairs[i : i + PAIRS_CHUNK] for i in range(0, len(pairs), PAIRS_CHUNK))
+    ]

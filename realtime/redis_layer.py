@@ -23,7 +23,7 @@ from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import ResponseError
 
 from .loops import per_loop
-from .pipelined import Coalesced, Pipelined
+from .pipelined import Coalesced, Pipelined, zrem_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class RedisChannelLayer(CoreRedisChannelLayer):
             return
         assert self.require_valid_channel_name(channel), "Channel name not valid"
         await self._pipelined().execute(
-            *(("ZREM", self._group_key(group), channel) for group in groups)
+            *zrem_pairs([(self._group_key(group), channel) for group in groups])
         )
 
     def _counter_key(self, name: str) -> str:
