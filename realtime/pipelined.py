@@ -5,7 +5,10 @@ trip) costs more than what Redis does for a small command. Where every socket or
 its own command, thousands of them at once (a reconnect storm's joins and socket counts, a
 worker's sockets closing on shutdown, a busy room's rate checks) queue here instead: the
 commands asked for while the loop runs one step go out in one pipeline, and those asked for
-while it is under way in the next (docs/performance.md).
+while it is under way in the next (docs/performance.md). Inside a pipeline, redis-py still
+packs and reads every command on its own (~15 µs each): ``Coalesced`` makes the same read asked
+for many times, or many writes of one shape, one command, and ``zrem_pairs`` many removals a
+script call per ``SCRIPT_KEYS`` keys.
 """
 
 import asyncio
@@ -108,16 +111,22 @@ for i, key in ipairs(KEYS) do
 end
 return #KEYS
 """
-# Pairs per call: a stopping worker's thousands are cut into calls of this many, so that no
+# Keys per script call over many keys (``zrem_pairs``, the layer's joins): thousands of them
+# (a stopping worker's, a worker's periodic rejoin) are cut into calls of this many, so that no
 # one call holds Redis for long.
-PAIRS_CHUNK = 500
+SCRIPT_KEYS = 500
+
+
+def script_chunks(items: list[Any]) -> list[list[Any]]:
+    """``items`` cut into lists of ``SCRIPT_KEYS``, for a script call each."""
+    return [items[i : i + SCRIPT_KEYS] for i in range(0, len(items), SCRIPT_KEYS)]
 
 
 def zrem_pairs(pairs: list[tuple[str, str]]) -> list[tuple[Any, ...]]:
-    """Commands that remove each ``(key, member)``: one script call per ``PAIRS_CHUNK`` pairs
-    instead of a ZREM each, whose packing and reply cost redis-py ~15 µs apiece (a stopping
-    worker's 2,500 sockets leave ~3,000 groups and uncount 2,500 sockets, S5)."""
+    """Commands that remove each ``(key, member)``: one script call per ``SCRIPT_KEYS`` pairs
+    instead of a ZREM each (a stopping worker's 2,500 sockets leave ~3,000 groups and uncount
+    2,500 sockets, S5)."""
     return [
         ("EVAL", _ZREM_PAIRS_LUA, len(chunk), *(k for k, _ in chunk), *(m for _, m in chunk))
-        for chunk in (pairs[i : i + PAIRS_CHUNK] for i in range(0, len(pairs), PAIRS_CHUNK))
+        for chunk in script_chunks(pairs)
     ]

@@ -23,7 +23,7 @@ from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import ResponseError
 
 from .loops import per_loop
-from .pipelined import Coalesced, Pipelined, zrem_pairs
+from .pipelined import Coalesced, Pipelined, script_chunks, zrem_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +110,6 @@ for _, key in ipairs(KEYS) do
 end
 return #KEYS
 """
-# Keys per join script: a worker's periodic rejoin of thousands of groups is cut into calls of
-# this many, so that no one call holds Redis for long.
-GROUPS_ADD_CHUNK = 500
 # How a message packed with an empty "__asgi_channel__" list last ends: the key, then 0x90.
 _CHANNELS_LAST = msgpack.packb({"__asgi_channel__": []})[1:]
 
@@ -150,8 +147,8 @@ class RedisChannelLayer(CoreRedisChannelLayer):
         self._last_score = 0.0
         # Joins, leaves and counter reads of the running loop, pipelined: after a restart each
         # worker joins a group for every room and user it has sockets of (and reads the
-        # session-check counter twice per socket), and on shutdown leaves them all, at two
-        # round trips (ZADD, EXPIRE) and one (ZREM) each (S5, docs/performance.md).
+        # session-check counter twice per socket), and on shutdown leaves them all; sent one
+        # by one they were a round trip each (S5, docs/performance.md).
         self._pipelined = per_loop(lambda: Pipelined(lambda: self.connection(0)))
         # The joins of one moment, one script call (per channel) instead of two commands each;
         # and the counter reads of one moment, one GET per counter: a reconnect storm's sockets
@@ -186,9 +183,7 @@ class RedisChannelLayer(CoreRedisChannelLayer):
         now = time.time()
         return [
             ("EVAL", _GROUPS_ADD_LUA, len(chunk), *chunk, now, self.group_expiry, channel)
-            for chunk in (
-                keys[i : i + GROUPS_ADD_CHUNK] for i in range(0, len(keys), GROUPS_ADD_CHUNK)
-            )
+            for chunk in script_chunks(keys)
         ]
 
     async def group_discard(self, group: str, channel: str) -> None:

@@ -187,18 +187,18 @@ async def test_joins_made_at_once_are_one_script_call_per_chunk_as_the_stock_joi
     script over many groups, not ZADD and EXPIRE each: the groups end as the stock
     ``group_add`` leaves them (a member scored by the time it joined, the group's expiry), so
     the stock ``group_send`` reaches them."""
-    from realtime.redis_layer import GROUPS_ADD_CHUNK
+    from realtime.pipelined import SCRIPT_KEYS
 
     layer = _layer(redis_url)
     channel = await layer.new_channel("hub.")
     sent = commands_recorded(layer._pipelined())
-    groups = [f"chunked-{i}" for i in range(GROUPS_ADD_CHUNK * 2 + 7)]
+    groups = [f"chunked-{i}" for i in range(SCRIPT_KEYS * 2 + 7)]
     before = time.time()
     await asyncio.gather(*(layer.group_add(group, channel) for group in [*groups, groups[0]]))
     assert [command[0] for command in sent] == ["EVAL"] * 3
     assert sum(command[2] for command in sent) == len(groups)  # each group once
     redis = layer.connection(0)
-    for group in (groups[0], groups[GROUPS_ADD_CHUNK], groups[-1]):
+    for group in (groups[0], groups[SCRIPT_KEYS], groups[-1]):
         key = layer._group_key(group)
         assert before - 1 < await redis.zscore(key, channel) < time.time() + 1
         assert 0 < await redis.ttl(key) <= layer.group_expiry

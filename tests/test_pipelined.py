@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from realtime.layers import pool_create
-from realtime.pipelined import PAIRS_CHUNK, Coalesced, Pipelined, zrem_pairs
+from realtime.pipelined import SCRIPT_KEYS, Coalesced, Pipelined, zrem_pairs
 
 from .support.redis_commands import commands_recorded
 from .support.services import redis_server
@@ -166,10 +166,10 @@ async def test_items_asked_for_together_become_one_command_and_an_error_reaches_
 
 async def test_many_removals_go_out_as_a_script_call_per_chunk_and_each_takes_effect(redis_url):
     """A stopping worker's removals (its groups, its socket counts): a script call per
-    ``PAIRS_CHUNK`` pairs, each pair removed and nothing else."""
+    ``SCRIPT_KEYS`` pairs, each pair removed and nothing else."""
     redis = Redis.from_url(redis_url)
     pipelined, sent = _counting_pipelined(redis)
-    pairs = [(f"p:z{i % 40}", f"m{i}") for i in range(PAIRS_CHUNK * 2 + 34)]
+    pairs = [(f"p:z{i % 40}", f"m{i}") for i in range(SCRIPT_KEYS * 2 + 34)]
     for key, member in pairs:
         await redis.zadd(key, {member: 1, f"kept-{member}": 1})
     await pipelined.execute(*zrem_pairs(pairs))
