@@ -49,5 +49,7 @@ application = ops.asgi.served_by(
 ops.protocols.http_protocol_uncycled()
 # ... and a WebSocket's handshake is let go once answered (ops.protocols).
 ops.protocols.websocket_handshake_released()
+# ... and its 101 response goes out in one write with the frames sent right after it.
+ops.protocols.websocket_accept_held()
 # Everything is loaded: what start-up made leaves the cycle collector's view (ops.collector).
 ops.collector.collector_tune()

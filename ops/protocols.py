@@ -9,7 +9,8 @@ cycle collector. Under churn that garbage was what set off young collections, 12
 with the event loop held (``gc.DEBUG_SAVEALL`` in the P1 server, docs/performance.md). After
 the upgrade the parser has no more work, so dropping it frees all of them at once.
 
-And a WebSocket's handshake, once answered, is let go (``websocket_handshake_released``).
+And a WebSocket's handshake, once answered, is let go (``websocket_handshake_released``), and
+its answer leaves in one write with the frames sent right after it (``websocket_accept_held``).
 """
 
 import functools
@@ -38,6 +39,19 @@ def http_protocol_uncycled() -> None:
     HttpToolsProtocol.handle_websocket_upgrade = handle_websocket_upgrade
 
 
+def _websocket_protocol() -> Any:
+    """uvicorn's WebSocket protocol on websockets, if this process runs under uvicorn with it
+    (not Daphne under runserver, nor the tests' communicators; wsproto has a protocol of its
+    own)."""
+    if "uvicorn" not in sys.modules:
+        return None
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    except ImportError:  # websockets not installed: uvicorn serves WebSockets with wsproto
+        return None
+    return WebSocketsSansIOProtocol
+
+
 def websocket_handshake_released() -> None:
     """Let go of a WebSocket's handshake once it is answered (once per process).
 
@@ -50,13 +64,11 @@ def websocket_handshake_released() -> None:
     after which uvicorn starts the socket's keepalive. So the request's headers are emptied once
     uvicorn has made the scope, and the response is dropped when the keepalive starts.
     """
-    if "uvicorn" not in sys.modules:
+    WebSocketsSansIOProtocol = _websocket_protocol()
+    if WebSocketsSansIOProtocol is None:
         return
-    try:
-        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-        from websockets.datastructures import Headers
-    except ImportError:  # websockets not installed: uvicorn serves WebSockets with wsproto
-        return
+    from websockets.datastructures import Headers
+
     connect = WebSocketsSansIOProtocol.handle_connect
     if getattr(connect, "released", False):
         return
@@ -77,3 +89,73 @@ def websocket_handshake_released() -> None:
     handle_connect.released = True  # type: ignore[attr-defined]
     WebSocketsSansIOProtocol.handle_connect = handle_connect
     WebSocketsSansIOProtocol.start_keepalive = start_keepalive
+
+
+class _Held:
+    """A WebSocket's transport while its 101 response waits for what the application sends
+    with it in the same turn of the event loop (``websocket_accept_held``)."""
+
+    __slots__ = ("data", "transport")
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.data: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def flush(self) -> None:
+        """Write what is held, in one write."""
+        if self.data:
+            data, self.data = b"".join(self.data), []
+            if not self.transport.is_closing():
+                self.transport.write(data)
+
+    def release(self, protocol: Any) -> None:
+        """Give the protocol its transport back and write what is held (end of the turn)."""
+        if protocol.transport is self:
+            protocol.transport = self.transport
+        self.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.data = []
+        self.transport.abort()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, pause_reading, get_extra_info...
+        return getattr(self.transport, name)
+
+
+def websocket_accept_held() -> None:
+    """Write a WebSocket's 101 response together with the frames sent right after it.
+
+    uvicorn writes the response the moment the application accepts, and each frame in a write
+    of its own: a syscall each, and a wake-up of the client each. The consumers here accept
+    with their first frame (``realtime.consumers.HubConsumer.accept``), so the response is held
+    until the end of the event loop's turn, and what the socket sends in that turn goes out
+    in the same write (bench S5, docs/performance.md).
+    """
+    WebSocketsSansIOProtocol = _websocket_protocol()
+    if WebSocketsSansIOProtocol is None:
+        return
+    send = WebSocketsSansIOProtocol.send
+    if getattr(send, "held", False):
+        return
+
+    @functools.wraps(send)
+    async def held_send(self: WebSocketsSansIOProtocol, message: Any) -> None:
+        if (
+            message["type"] == "websocket.accept"
+            and not self.handshake_complete
+            and type(self.transport) is not _Held
+        ):
+            held = _Held(self.transport)
+            self.transport = held
+            self.loop.call_soon(held.release, self)
+        await send(self, message)
+
+    held_send.held = True  # type: ignore[attr-defined]
+    WebSocketsSansIOProtocol.send = held_send

@@ -200,6 +200,26 @@ class HubConsumer(AsyncWebsocketConsumer):
         get_presence().user_open(self.user.pk, self.user.get_username())
         return True
 
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        """Accept the handshake, answered with the first frame or close the socket sends.
+
+        A connect joins its groups and reads the database before its first frame (a room
+        socket's ``synced``), so the 101 response sent at once went out in a write of its own,
+        a second write and a second wake-up of the client per connect. Held until the first
+        frame, both leave in one write (``ops.protocols.websocket_accept_held``): a reconnect
+        storm's sockets each cost the server and the client one write less (bench S5,
+        docs/performance.md). The client is open when it is caught up, as before.
+        """
+        if subprotocol is not None or headers:
+            await super().accept(subprotocol, headers)
+            return
+        self.frame_send = None  # accepted: sent before the socket's first frame or close
+
+    async def _accept_sent(self) -> None:
+        """Send the held ``websocket.accept`` (``accept``) before anything else."""
+        self.frame_send = self.base_send
+        await super().accept()
+
     async def join(self, group: str) -> None:
         """Receive ``group``'s events from now on."""
         if self.released:
@@ -345,6 +365,8 @@ class HubConsumer(AsyncWebsocketConsumer):
 
     async def _drain(self, pending: "asyncio.Future[None] | None") -> None:
         try:
+            if self.frame_send is None:
+                await self._accept_sent()
             if pending is not None:
                 await pending
             while self.backlog:
@@ -384,6 +406,14 @@ class HubConsumer(AsyncWebsocketConsumer):
         if cost > 0:
             await get_limits().take(self.user.pk, kind, cost, force=True)
 
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        """Send a frame now (the held accept first)."""
+        if self.frame_send is None:
+            await self._accept_sent()
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
     async def send_json(self, payload: dict[str, Any]) -> None:
         """Send one frame to this socket now."""
         await self.send(text_data=frame_dumps(payload))
@@ -395,6 +425,8 @@ class HubConsumer(AsyncWebsocketConsumer):
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         """Close the socket; frames it sends after this are ignored."""
         self.closing = True
+        if self.frame_send is None:
+            await self._accept_sent()  # a close code needs an open socket
         await super().close(code=code, reason=reason)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -131,11 +131,11 @@ async def _connect_finished(communicator: WebsocketCommunicator) -> None:
     """Wait until a room socket's connect has run to its end (it joined the room and loaded
     its state), keeping every frame it sent meanwhile for the test to read.
 
-    The server accepts a room socket before it joins the room (a client that must miss nothing
-    connects with ``?after=``): a message another socket sent at once could otherwise be
-    stored before this one joined, and never reach it. The socket answers frames only after its
-    connect, so the answer to an empty ``history`` request marks the end; the frames before it
-    go back, in order, to the front of the communicator's queue.
+    A room socket's accept goes out with its first frame, which a socket opened without
+    ``?after=`` may send after its connect has loaded its state (its writer's first turn). The
+    socket answers frames only after its connect, so the answer to an empty ``history`` request
+    marks the end; the frames before it go back, in order, to the front of the communicator's
+    queue.
     """
     await communicator.send_json_to({"type": "history", "before": 1, "limit": 1})
     kept = []
@@ -154,8 +154,8 @@ async def _connect_finished(communicator: WebsocketCommunicator) -> None:
 async def joined(communicator: WebsocketCommunicator) -> None:
     """Wait until a room socket has joined its room.
 
-    A socket is accepted before it joins (a client catches up with ``?after=``), so a test that
-    stores a message without going through a socket first waits for an answered ``sync``.
+    A test that stores a message without going through a socket first waits for an answered
+    ``sync``: the socket answers only once its connect has joined and loaded its state.
     """
     await communicator.send_json_to({"type": "sync", "after": 2**62})
     while (await communicator.receive_json_from(timeout=5))["type"] != "synced":
