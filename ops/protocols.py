@@ -146,7 +146,9 @@ def websocket_accept_held() -> None:
         return
 
     @functools.wraps(send)
-    async def held_send(self: WebSocketsSansIOProtocol, message: Any) -> None:
+    def held_send(self: WebSocketsSansIOProtocol, message: Any) -> Any:
+        # A plain function returning uvicorn's own coroutine: every frame of a fan-out comes
+        # this way, and a coroutine of its own around each would cost them all.
         if (
             message["type"] == "websocket.accept"
             and not self.handshake_complete
@@ -155,7 +157,7 @@ def websocket_accept_held() -> None:
             held = _Held(self.transport)
             self.transport = held
             self.loop.call_soon(held.release, self)
-        await send(self, message)
+        return send(self, message)
 
     held_send.held = True  # type: ignore[attr-defined]
     WebSocketsSansIOProtocol.send = held_send
