@@ -66,7 +66,7 @@ class HubConsumer(AsyncWebsocketConsumer):
     socket_state: dict[str, Any] = {
         "scope": None,
         "base_send": None,
-        "frame_send": None,
+        "frame_send": None,  # None also from ``accept`` until the held accept is sent
         "user": None,
         "groups_joined": (),
         "backlog": None,
@@ -208,7 +208,8 @@ class HubConsumer(AsyncWebsocketConsumer):
         a second write and a second wake-up of the client per connect. Held until the first
         frame, both leave in one write (``ops.protocols.websocket_accept_held``): a reconnect
         storm's sockets each cost the server and the client one write less (bench S5,
-        docs/performance.md). The client is open when it is caught up, as before.
+        docs/performance.md). The client's ``open`` now comes with its catch-up; what it is
+        sent, and in what order, does not change.
         """
         if subprotocol is not None or headers:
             await super().accept(subprotocol, headers)
