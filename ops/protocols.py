@@ -39,17 +39,18 @@ def http_protocol_uncycled() -> None:
     HttpToolsProtocol.handle_websocket_upgrade = handle_websocket_upgrade
 
 
-def _websocket_protocol() -> Any:
-    """uvicorn's WebSocket protocol on websockets, if this process runs under uvicorn with it
-    (not Daphne under runserver, nor the tests' communicators; wsproto has a protocol of its
-    own)."""
+def _websocket_method(name: str, flag: str) -> tuple[Any, Any] | None:
+    """``(uvicorn's WebSocket protocol on websockets, its method name)`` to patch, or None: not
+    under uvicorn (Daphne under runserver, the tests' communicators), no websockets (wsproto has
+    a protocol of its own), or patched already (the method carries ``flag``)."""
     if "uvicorn" not in sys.modules:
         return None
     try:
         from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
     except ImportError:  # websockets not installed: uvicorn serves WebSockets with wsproto
         return None
-    return WebSocketsSansIOProtocol
+    method = getattr(WebSocketsSansIOProtocol, name)
+    return None if getattr(method, flag, False) else (WebSocketsSansIOProtocol, method)
 
 
 def websocket_handshake_released() -> None:
@@ -64,14 +65,12 @@ def websocket_handshake_released() -> None:
     after which uvicorn starts the socket's keepalive. So the request's headers are emptied once
     uvicorn has made the scope, and the response is dropped when the keepalive starts.
     """
-    WebSocketsSansIOProtocol = _websocket_protocol()
-    if WebSocketsSansIOProtocol is None:
+    found = _websocket_method("handle_connect", "released")
+    if found is None:
         return
     from websockets.datastructures import Headers
 
-    connect = WebSocketsSansIOProtocol.handle_connect
-    if getattr(connect, "released", False):
-        return
+    WebSocketsSansIOProtocol, connect = found
     keepalive = WebSocketsSansIOProtocol.start_keepalive
     no_headers = Headers()
 
@@ -121,11 +120,7 @@ class _Held:
         self.flush()
         self.transport.close()
 
-    def abort(self) -> None:
-        self.data = []
-        self.transport.abort()
-
-    def __getattr__(self, name: str) -> Any:  # is_closing, pause_reading, get_extra_info...
+    def __getattr__(self, name: str) -> Any:  # is_closing, pause_reading, resume_reading
         return getattr(self.transport, name)
 
 
@@ -138,12 +133,10 @@ def websocket_accept_held() -> None:
     until the end of the event loop's turn, and what the socket sends in that turn goes out
     in the same write (bench S5, docs/performance.md).
     """
-    WebSocketsSansIOProtocol = _websocket_protocol()
-    if WebSocketsSansIOProtocol is None:
+    found = _websocket_method("send", "held")
+    if found is None:
         return
-    send = WebSocketsSansIOProtocol.send
-    if getattr(send, "held", False):
-        return
+    WebSocketsSansIOProtocol, send = found
 
     @functools.wraps(send)
     def held_send(self: WebSocketsSansIOProtocol, message: Any) -> Any:
