@@ -108,11 +108,30 @@ def session_data_users(datas: list[dict[str, Any]]) -> list[Any]:
     are loaded in one query for all (a reconnect storm's handshakes, bench S5)."""
     claims = [_claims(data) for data in datas]
     ids = {claim[0] for claim in claims if claim is not None and _model_lookup(*claim[:2])}
-    found = None
-    if len(ids) > 1:
-        manager = get_user_model()._default_manager
-        found = {user.pk: user for user in manager.filter(pk__in=sorted(ids))}
+    found = _users_by_pks(sorted(ids)) if len(ids) > 1 else None
     return [None if claim is None else _accepted(*claim, found) for claim in claims]
+
+
+# The users of the handshakes queued together, by pk: ``filter(pk__in=...)`` built and
+# compiled by the ORM for every batch was 7 % of a worker's CPU in a reconnect storm (S5,
+# docs/performance.md). Compiled once per process for each length of list (chatapp.prepared),
+# a batch padded to the next power of two with its last pk repeated: a process compiles at
+# most eight, and a longer batch is read in several.
+USERS_READ_MAX = 128
+_users_by_pks_read = Prepared(
+    lambda **pks: get_user_model()._default_manager.filter(pk__in=list(pks.values()))
+)
+
+
+def _users_by_pks(pks: list[int]) -> dict[int, Any]:
+    """The users with these pks (those that exist): one query per ``USERS_READ_MAX``."""
+    found: dict[int, Any] = {}
+    for start in range(0, len(pks), USERS_READ_MAX):
+        chunk = pks[start : start + USERS_READ_MAX]
+        padded = chunk + chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
+        values = {f"p{k}": pk for k, pk in enumerate(padded)}
+        found.update((user.pk, user) for user in _users_by_pks_read.models(**values))
+    return found
 
 
 def _claims(data: dict[str, Any]) -> tuple[Any, Any, Any] | None:

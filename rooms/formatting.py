@@ -13,10 +13,13 @@ script or an event handler through the other.
 
 import html
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING
 
 import nh3
-from markdown_it import MarkdownIt
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 LINK_SCHEMES = frozenset({"http", "https", "mailto"})
 LINK_REL = "noopener noreferrer nofollow"
@@ -70,7 +73,13 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
     return value
 
 
-def _markdown() -> MarkdownIt:
+@cache
+def _markdown() -> "MarkdownIt":
+    """The parser, made on first use: markdown-it-py is 30 ms of a worker's import, all of it
+    in the window in which a restart serves no one (bench S5, docs/performance.md), and most
+    chat lines never reach it (``_PLAIN``)."""
+    from markdown_it import MarkdownIt
+
     md = MarkdownIt("commonmark", {"html": False, "linkify": True, "breaks": True})
     md.disable([rule for rules in md.get_all_rules().values() for rule in rules], True)
     md.enable(["normalize", "block", "inline", "linkify", "text_join"])  # the core chain
@@ -81,7 +90,6 @@ def _markdown() -> MarkdownIt:
     return md
 
 
-_MD = _markdown()
 _CLEANER = nh3.Cleaner(
     tags=set(_TAGS),
     attributes={tag: set(names) for tag, names in _ATTRIBUTES.items()},
@@ -106,13 +114,13 @@ _PLAIN = re.compile(r"(?![0-9]+\.(?: |$))[A-Za-z0-9](?:[A-Za-z0-9 .,?!'-]*[A-Za-
 @lru_cache(maxsize=CACHE_SIZE)
 def body_html(body: str) -> str:
     """The sanitised HTML of a message body (markdown subset); safe to insert as markup."""
-    if _PLAIN.fullmatch(body) and ("." not in body or not _MD.linkify.test(body)):
+    if _PLAIN.fullmatch(body) and ("." not in body or not _markdown().linkify.test(body)):
         return f"<p>{body}</p>"
     return _rendered(body)
 
 
 def _rendered(body: str) -> str:
-    return _CLEANER.clean(_MD.render(body)).strip()
+    return _CLEANER.clean(_markdown().render(body)).strip()
 
 
 def body_text(body: str) -> str:

@@ -9,7 +9,6 @@ import re
 import secrets
 from datetime import datetime
 
-import emoji as emoji_lib
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -355,6 +354,10 @@ def message_delete(*, message: Message, user: AbstractBaseUser) -> Message:
 
 def emoji_valid(value: object) -> bool:
     """Whether ``value`` is exactly one emoji (skin tones and ZWJ sequences included)."""
+    # Imported on the first reaction, not at start-up: its table is 20 ms of a worker's import,
+    # all of it in the window in which a restart serves no one (bench S5, docs/performance.md).
+    import emoji as emoji_lib
+
     return isinstance(value, str) and 0 < len(value) <= 32 and emoji_lib.is_emoji(value)
 
 

@@ -462,6 +462,28 @@ def test_the_handshakes_of_a_moment_load_their_users_in_one_query_by_the_same_ru
     assert _by_table(queries) == {"django_session": 1, "auth_user": 1}
 
 
+def test_the_users_of_a_batch_are_read_compiled_once_per_padded_length(search_db):
+    """The handshakes' users (``session_data_users``) come from SQL compiled once for each
+    power-of-two length, a batch padded with its last pk: each batch gets exactly its users,
+    in one query up to ``USERS_READ_MAX`` of them."""
+    from realtime.sessions import USERS_READ_MAX, _users_by_pks, _users_by_pks_read
+
+    users = [user_create() for _ in range(USERS_READ_MAX + 3)]
+    pks = [user.pk for user in users]
+    missing = max(pks) + 1000
+    for size in (2, 3, 5, 8, 9, 77, USERS_READ_MAX):
+        with CaptureQueriesContext(connection) as queries:
+            found = _users_by_pks([*pks[: size - 1], missing])
+        assert found == {user.pk: user for user in users[: size - 1]}
+        assert len(queries) == 1
+    with CaptureQueriesContext(connection) as queries:
+        assert _users_by_pks(pks) == {user.pk: user for user in users}
+    assert len(queries) == 2
+    lengths = {len(names) for (_, _, names) in _users_by_pks_read._compiled}
+    assert lengths <= {2**k for k in range(USERS_READ_MAX.bit_length())}
+    assert all(compiled is not None for compiled in _users_by_pks_read._compiled.values())
+
+
 def test_the_session_rechecks_of_a_moment_answer_as_each_alone_with_one_user_query(search_db):
     """``sessions_valid`` (sockets re-checking together: on connect after a check passed them
     by, on a session-check event, at the expiry second) answers each (key, user) as
