@@ -113,10 +113,10 @@ def session_data_users(datas: list[dict[str, Any]]) -> list[Any]:
 
 
 # The users of the handshakes queued together, by pk: ``filter(pk__in=...)`` built and
-# compiled by the ORM for every batch was 7 % of a worker's CPU in a reconnect storm (S5,
-# docs/performance.md). Compiled once per process for each length of list (chatapp.prepared),
-# a batch padded to the next power of two with its last pk repeated: a process compiles at
-# most eight, and a longer batch is read in several.
+# compiled by the ORM for every batch held a worker's GIL 7 % of the time in a reconnect
+# storm (S5, docs/performance.md). Compiled once per process for each length of list
+# (chatapp.prepared), a batch padded to the next power of two with its last pk repeated: a
+# process compiles at most eight, and a longer batch is read in several.
 USERS_READ_MAX = 128
 _users_by_pks_read = Prepared(
     lambda **pks: get_user_model()._default_manager.filter(pk__in=list(pks.values()))

@@ -75,9 +75,9 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
 
 @cache
 def _markdown() -> "MarkdownIt":
-    """The parser, made on first use: markdown-it-py is 30 ms of a worker's import, all of it
-    in the window in which a restart serves no one (bench S5, docs/performance.md), and most
-    chat lines never reach it (``_PLAIN``)."""
+    """The parser, made on first use: importing markdown-it-py is 16-32 ms of a worker's start,
+    all of it in the window in which a restart serves no one (bench S5, docs/performance.md),
+    and most chat lines never reach it (``_PLAIN``)."""
     from markdown_it import MarkdownIt
 
     md = MarkdownIt("commonmark", {"html": False, "linkify": True, "breaks": True})

@@ -354,8 +354,9 @@ def message_delete(*, message: Message, user: AbstractBaseUser) -> Message:
 
 def emoji_valid(value: object) -> bool:
     """Whether ``value`` is exactly one emoji (skin tones and ZWJ sequences included)."""
-    # Imported on the first reaction, not at start-up: its table is 20 ms of a worker's import,
-    # all of it in the window in which a restart serves no one (bench S5, docs/performance.md).
+    # Imported on the first reaction, not at start-up: importing its table is 11-20 ms of a
+    # worker's start, all of it in the window in which a restart serves no one (bench S5,
+    # docs/performance.md).
     import emoji as emoji_lib
 
     return isinstance(value, str) and 0 < len(value) <= 32 and emoji_lib.is_emoji(value)
