@@ -105,7 +105,8 @@ def session_data_user(data: dict[str, Any]) -> Any:
 
 def session_data_users(datas: list[dict[str, Any]]) -> list[Any]:
     """``session_data_user`` of each session's data; the users of Django's ``ModelBackend``
-    are loaded in one query for all (a reconnect storm's handshakes, bench S5)."""
+    are loaded together, one query per ``USERS_READ_MAX`` (a reconnect storm's handshakes,
+    bench S5)."""
     claims = [_claims(data) for data in datas]
     ids = {claim[0] for claim in claims if claim is not None and _model_lookup(*claim[:2])}
     found = _users_by_pks(sorted(ids)) if len(ids) > 1 else None
